@@ -1,0 +1,456 @@
+//! Errors: one enum per operation, each with a message that says what to do.
+
+use std::fmt;
+use std::io;
+
+/// A segment failed validation on open: it is not a shmcast segment of this layout, it was
+/// not fully initialized, or it was truncated. Nothing was read from its data ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SegmentError {
+    /// The header is all zeros: the creator has not finished initializing it (retry), or
+    /// the object is not a segment at all.
+    Uninitialized,
+    /// The first word is not the shmcast magic number: a foreign object.
+    BadMagic {
+        /// The word found.
+        found: u64,
+    },
+    /// The segment was written by another layout version.
+    VersionMismatch {
+        /// The version in the segment.
+        found: u32,
+        /// The version this build reads.
+        expected: u32,
+    },
+    /// The object is smaller than its header says (or than a header).
+    Truncated {
+        /// Its size in bytes.
+        size: u64,
+        /// The size it needs.
+        needed: u64,
+    },
+    /// The recorded capacity is not a supported power of two.
+    BadCapacity {
+        /// The recorded capacity.
+        found: u64,
+    },
+    /// The recorded maximum message size does not fit the capacity.
+    BadMaxMessage {
+        /// The recorded maximum.
+        found: u32,
+        /// The recorded capacity.
+        capacity: u64,
+    },
+    /// The recorded slot count is out of range.
+    BadMaxConsumers {
+        /// The recorded count.
+        found: u32,
+    },
+    /// A size or offset differs from the layout this build derives from the capacity and
+    /// slot count.
+    LayoutMismatch {
+        /// The header field.
+        field: &'static str,
+        /// Its recorded value.
+        found: u64,
+        /// The value this build expects.
+        expected: u64,
+    },
+}
+
+impl fmt::Display for SegmentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            SegmentError::Uninitialized => write!(
+                f,
+                "segment header is all zeros: its creator has not finished initializing it \
+                 (retry shortly) or it is not a shmcast segment"
+            ),
+            SegmentError::BadMagic { found } => write!(
+                f,
+                "not a shmcast segment (magic {found:#018x}); check the name or path"
+            ),
+            SegmentError::VersionMismatch { found, expected } => write!(
+                f,
+                "segment was created by layout version {found}, this build reads {expected}; \
+                 use matching shmcast versions on both sides"
+            ),
+            SegmentError::Truncated { size, needed } => write!(
+                f,
+                "segment is truncated: {size} bytes, its layout needs {needed}"
+            ),
+            SegmentError::BadCapacity { found } => {
+                write!(f, "segment header records an invalid capacity {found}")
+            }
+            SegmentError::BadMaxMessage { found, capacity } => write!(
+                f,
+                "segment header records max message {found}, too large for capacity {capacity}"
+            ),
+            SegmentError::BadMaxConsumers { found } => {
+                write!(f, "segment header records an invalid slot count {found}")
+            }
+            SegmentError::LayoutMismatch {
+                field,
+                found,
+                expected,
+            } => write!(
+                f,
+                "segment header field {field} is {found}, this layout needs {expected}: \
+                 the segment is corrupt"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SegmentError {}
+
+/// Creating a segment failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// The shared-memory name is not acceptable.
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// The configuration (capacity, maximum message, consumer count) is invalid.
+    InvalidConfig(String),
+    /// A segment with this name or path exists already. Remove it (`shmcast::remove`) if
+    /// it is stale, or open it instead.
+    AlreadyExists(String),
+    /// The operating system refused.
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for CreateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CreateError::InvalidName { name, reason } => {
+                write!(f, "invalid segment name {name:?}: {reason}")
+            }
+            CreateError::InvalidConfig(why) => write!(f, "invalid ring configuration: {why}"),
+            CreateError::AlreadyExists(what) => write!(
+                f,
+                "segment {what} already exists; remove it if it is stale, or open it instead"
+            ),
+            CreateError::Io { context, source } => write!(f, "{context}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for CreateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CreateError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Opening a segment (attaching a consumer, or taking over as producer) failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The shared-memory name is not acceptable.
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// No segment with this name or path exists.
+    NotFound(String),
+    /// The segment belongs to another user; opening it was not explicitly allowed.
+    ForeignOwner {
+        /// The owner's uid.
+        owner: u32,
+        /// This process's effective uid.
+        uid: u32,
+    },
+    /// The segment failed validation.
+    Segment(SegmentError),
+    /// Every consumer slot is taken by a live consumer.
+    NoFreeSlot {
+        /// The size of the slot table.
+        max_consumers: u32,
+    },
+    /// Another live process is the producer of this segment.
+    ProducerAlive,
+    /// The producer kept lapping the start position while the consumer registered.
+    AttachRace,
+    /// The operating system refused.
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::InvalidName { name, reason } => {
+                write!(f, "invalid segment name {name:?}: {reason}")
+            }
+            OpenError::NotFound(what) => {
+                write!(f, "segment {what} does not exist; start the producer first")
+            }
+            OpenError::ForeignOwner { owner, uid } => write!(
+                f,
+                "segment is owned by uid {owner}, not by this process (uid {uid}); \
+                 use allow_foreign_owner(true) if that is intended"
+            ),
+            OpenError::Segment(e) => write!(f, "{e}"),
+            OpenError::NoFreeSlot { max_consumers } => write!(
+                f,
+                "all {max_consumers} consumer slots are taken by live consumers; \
+                 create the segment with a larger max_consumers"
+            ),
+            OpenError::ProducerAlive => write!(
+                f,
+                "the segment already has a live producer; only one producer may attach"
+            ),
+            OpenError::AttachRace => write!(
+                f,
+                "the producer overran the start position repeatedly while attaching; retry"
+            ),
+            OpenError::Io { context, source } => write!(f, "{context}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            OpenError::Io { source, .. } => Some(source),
+            OpenError::Segment(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<SegmentError> for OpenError {
+    fn from(e: SegmentError) -> Self {
+        OpenError::Segment(e)
+    }
+}
+
+/// A record header in the data ring failed validation: the segment is corrupt (a peer
+/// wrote into it outside the protocol). The consumer's position is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Corruption {
+    /// Stream position of the record.
+    pub position: u64,
+    /// What was wrong.
+    pub reason: &'static str,
+    /// The offending value.
+    pub value: u64,
+}
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "corrupt record at stream position {}: {} ({})",
+            self.position, self.reason, self.value
+        )
+    }
+}
+
+impl std::error::Error for Corruption {}
+
+macro_rules! too_large_doc {
+    () => {
+        "The message is larger than the segment's maximum message size."
+    };
+}
+
+/// [`Producer::try_send`](crate::Producer::try_send) failed; nothing was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrySendError {
+    /// The ring is full: the slowest lossless consumer has not released enough space.
+    Full,
+    #[doc = too_large_doc!()]
+    TooLarge {
+        /// The message length.
+        len: usize,
+        /// The segment's maximum.
+        max: usize,
+    },
+}
+
+/// [`Producer::send`](crate::Producer::send) failed; nothing was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendError {
+    #[doc = too_large_doc!()]
+    TooLarge {
+        /// The message length.
+        len: usize,
+        /// The segment's maximum.
+        max: usize,
+    },
+}
+
+/// [`Producer::send_timeout`](crate::Producer::send_timeout) failed; nothing was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendTimeoutError {
+    /// The ring stayed full until the deadline.
+    Timeout,
+    #[doc = too_large_doc!()]
+    TooLarge {
+        /// The message length.
+        len: usize,
+        /// The segment's maximum.
+        max: usize,
+    },
+}
+
+fn too_large(f: &mut fmt::Formatter<'_>, len: usize, max: usize) -> fmt::Result {
+    write!(
+        f,
+        "message of {len} bytes exceeds the segment's maximum of {max} bytes; \
+         create the segment with a larger max_message (and capacity)"
+    )
+}
+
+impl fmt::Display for TrySendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            TrySendError::Full => write!(f, "ring is full: the slowest consumer is behind"),
+            TrySendError::TooLarge { len, max } => too_large(f, len, max),
+        }
+    }
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            SendError::TooLarge { len, max } => too_large(f, len, max),
+        }
+    }
+}
+
+impl fmt::Display for SendTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            SendTimeoutError::Timeout => write!(f, "timed out waiting for space in the ring"),
+            SendTimeoutError::TooLarge { len, max } => too_large(f, len, max),
+        }
+    }
+}
+
+impl std::error::Error for TrySendError {}
+impl std::error::Error for SendError {}
+impl std::error::Error for SendTimeoutError {}
+
+/// [`Consumer::try_recv`](crate::Consumer::try_recv) failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TryRecvError {
+    /// No message is available now.
+    Empty,
+    /// The producer closed the stream and every message has been received.
+    Disconnected,
+    /// The producer died without closing the stream; every committed message has been
+    /// received. A new producer may take over the segment.
+    ProducerDied,
+    /// The producer evicted this consumer (its cursor was impossible, or it was presumed
+    /// dead). Attach again.
+    Evicted,
+    /// A record in the ring is corrupt.
+    Corrupt(Corruption),
+}
+
+/// [`Consumer::recv`](crate::Consumer::recv) failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecvError {
+    /// The producer closed the stream and every message has been received.
+    Disconnected,
+    /// The producer died without closing the stream; every committed message has been
+    /// received.
+    ProducerDied,
+    /// The producer evicted this consumer. Attach again.
+    Evicted,
+    /// A record in the ring is corrupt.
+    Corrupt(Corruption),
+}
+
+/// [`Consumer::recv_timeout`](crate::Consumer::recv_timeout) failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecvTimeoutError {
+    /// No message arrived before the deadline.
+    Timeout,
+    /// The producer closed the stream and every message has been received.
+    Disconnected,
+    /// The producer died without closing the stream; every committed message has been
+    /// received.
+    ProducerDied,
+    /// The producer evicted this consumer. Attach again.
+    Evicted,
+    /// A record in the ring is corrupt.
+    Corrupt(Corruption),
+}
+
+const DISCONNECTED: &str = "the producer closed the stream and every message was received";
+const DIED: &str = "the producer died without closing the stream; every committed message \
+                    was received (a new producer may take over the segment)";
+const EVICTED: &str = "this consumer was evicted by the producer; attach again";
+
+impl fmt::Display for TryRecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryRecvError::Empty => write!(f, "no message is available"),
+            TryRecvError::Disconnected => f.write_str(DISCONNECTED),
+            TryRecvError::ProducerDied => f.write_str(DIED),
+            TryRecvError::Evicted => f.write_str(EVICTED),
+            TryRecvError::Corrupt(c) => write!(f, "{c}"),
+        }
+    }
+}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvError::Disconnected => f.write_str(DISCONNECTED),
+            RecvError::ProducerDied => f.write_str(DIED),
+            RecvError::Evicted => f.write_str(EVICTED),
+            RecvError::Corrupt(c) => write!(f, "{c}"),
+        }
+    }
+}
+
+impl fmt::Display for RecvTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvTimeoutError::Timeout => write!(f, "timed out waiting for a message"),
+            RecvTimeoutError::Disconnected => f.write_str(DISCONNECTED),
+            RecvTimeoutError::ProducerDied => f.write_str(DIED),
+            RecvTimeoutError::Evicted => f.write_str(EVICTED),
+            RecvTimeoutError::Corrupt(c) => write!(f, "{c}"),
+        }
+    }
+}
+
+impl std::error::Error for TryRecvError {}
+impl std::error::Error for RecvError {}
+impl std::error::Error for RecvTimeoutError {}
+
+impl From<RecvTimeoutError> for TryRecvError {
+    fn from(e: RecvTimeoutError) -> Self {
+        match e {
+            RecvTimeoutError::Timeout => TryRecvError::Empty,
+            RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
+            RecvTimeoutError::ProducerDied => TryRecvError::ProducerDied,
+            RecvTimeoutError::Evicted => TryRecvError::Evicted,
+            RecvTimeoutError::Corrupt(c) => TryRecvError::Corrupt(c),
+        }
+    }
+}

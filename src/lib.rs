@@ -1,0 +1,91 @@
+//! # shmcast
+//!
+//! Lock-free single-producer / multi-consumer broadcast messaging through shared memory.
+//!
+//! One [`Producer`] writes variable-length messages into a ring that lives in a shared
+//! memory segment; any number of [`Consumer`]s, in any process, read every message in
+//! order, in place. Positions are atomics in the segment, idle processes sleep on futexes,
+//! and the hot path makes no syscall: a wake-up syscall happens only while someone sleeps.
+//!
+//! ```
+//! use shmcast::{Consumer, Producer};
+//!
+//! let name = format!("shmcast-doc-{}", std::process::id());
+//! let mut producer = Producer::builder().capacity(1 << 16).create(&name)?;
+//! // Usually in another process:
+//! let mut consumer = Consumer::builder().open(&name)?;
+//!
+//! producer.send(b"hello")?;
+//! let mut slot = producer.reserve(5)?; // zero-copy write
+//! slot.copy_from_slice(b"world");
+//! slot.commit();
+//!
+//! assert_eq!(&*consumer.recv()?, b"hello"); // read in place
+//! assert_eq!(&*consumer.recv()?, b"world");
+//! drop(producer); // closes the stream and removes the name
+//! assert_eq!(consumer.recv().unwrap_err(), shmcast::RecvError::Disconnected);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Guarantees
+//! - **Broadcast, lossless:** every consumer sees every message published after its start,
+//!   in order, exactly once. The producer never overwrites a message a consumer has not
+//!   released: `try_send` reports [`TrySendError::Full`], `send` waits.
+//! - **Close:** dropping the producer closes the stream; consumers drain, then get
+//!   [`RecvError::Disconnected`].
+//! - **Crashed peers:** each handle holds an open-file-description lock on its byte of the
+//!   segment file, which the kernel drops when the process dies. A producer gated by a dead
+//!   consumer reclaims its slot; consumers of a dead producer drain what was committed and
+//!   get [`RecvError::ProducerDied`]; a new producer can take over ([`ProducerBuilder::open`]).
+//! - **Untrusted segments:** opening validates every header field; record headers are
+//!   validated on every read; consumer cursors are clamped and misbehaving slots evicted.
+//!   Bad input is an error, never a panic.
+//!
+//! Linux only (futex, memfd, OFD locks).
+
+#![deny(unsafe_op_in_unsafe_fn, missing_docs, missing_debug_implementations)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+#![doc(test(attr(deny(warnings))))]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("shmcast supports Linux only: it needs futex, memfd and OFD locks");
+
+mod error;
+mod layout;
+mod region_ids;
+mod ring;
+mod sync;
+mod wait;
+
+#[cfg(not(shmcast_loom))]
+mod consumer;
+#[cfg(not(shmcast_loom))]
+mod futex;
+#[cfg(not(shmcast_loom))]
+mod producer;
+#[cfg(not(shmcast_loom))]
+mod region;
+#[cfg(not(shmcast_loom))]
+mod segment;
+
+#[cfg(not(shmcast_loom))]
+#[doc(hidden)]
+pub mod fuzzing;
+
+#[cfg(shmcast_loom)]
+#[path = "region_model.rs"]
+mod region;
+
+pub use error::{
+    Corruption, CreateError, OpenError, RecvError, RecvTimeoutError, SegmentError, SendError,
+    SendTimeoutError, TryRecvError, TrySendError,
+};
+pub use ring::{ConsumerStats, ProducerStats, StartAt};
+pub use wait::WaitPolicy;
+
+#[cfg(not(shmcast_loom))]
+pub use consumer::{Consumer, ConsumerBuilder, Iter, Message};
+#[cfg(not(shmcast_loom))]
+pub use producer::{Producer, ProducerBuilder, Reserved};
+#[cfg(not(shmcast_loom))]
+pub use segment::{remove, MAX_NAME_LEN};

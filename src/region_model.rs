@@ -1,0 +1,178 @@
+//! The heap region under loom: the same method set as `region.rs`, but every shared word
+//! is a loom atomic and every payload byte lives in a loom `UnsafeCell`, so loom checks the
+//! orderings and detects racing payload accesses. The futex is modelled with a loom
+//! `Mutex` + `Condvar`, the value checked under the lock as the kernel does.
+//!
+//! A data-ring word has two faces here: `atom`, for the record-header words the ring
+//! accesses atomically, and `bytes`, for payload copies. In a real segment they are the
+//! same eight bytes, accessed atomically in one lap and copied in another; the protocol
+//! orders those accesses by the same edges loom checks here.
+
+use crate::layout::*;
+use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use crate::wait::Wake;
+use loom::cell::UnsafeCell;
+use loom::sync::{Condvar, Mutex};
+use std::io;
+use std::time::Duration;
+
+pub(crate) use crate::region_ids::LockId;
+
+struct Word {
+    atom: AtomicU64,
+    bytes: UnsafeCell<[u8; 8]>,
+}
+
+/// A heap ring for loom.
+pub(crate) struct Region {
+    geo: Geometry,
+    header: Box<Header>,
+    slots: Box<[Slot]>,
+    words: Box<[Word]>,
+    locks: Box<[AtomicBool]>,
+    futex: Mutex<()>,
+    cv: Condvar,
+}
+
+fn futex_line() -> Line<FutexLine> {
+    Line(FutexLine {
+        word: AtomicU32::new(0),
+        sleepers: AtomicU32::new(0),
+    })
+}
+
+impl Region {
+    /// A heap ring with a freshly initialized header.
+    pub(crate) fn heap(geo: Geometry) -> Region {
+        let header = Box::new(Header {
+            layout: Line(LayoutLine {
+                magic: AtomicU64::new(0),
+                version: AtomicU32::new(0),
+                header_size: AtomicU32::new(0),
+                slot_size: AtomicU32::new(0),
+                max_consumers: AtomicU32::new(0),
+                max_message: AtomicU32::new(0),
+                record_header: AtomicU32::new(0),
+                slots_offset: AtomicU64::new(0),
+                data_offset: AtomicU64::new(0),
+                capacity: AtomicU64::new(0),
+                total_size: AtomicU64::new(0),
+            }),
+            producer: Line(ProducerLine {
+                tail: AtomicU64::new(0),
+                claim: AtomicU64::new(0),
+                head: AtomicU64::new(0),
+                next_seq: AtomicU64::new(0),
+            }),
+            data: futex_line(),
+            space: futex_line(),
+            control: Line(ControlLine {
+                hwm: AtomicU32::new(0),
+                state: AtomicU32::new(PRODUCER_NONE),
+                epoch: AtomicU32::new(0),
+            }),
+        });
+        let slots = (0..geo.max_consumers)
+            .map(|_| Slot {
+                cursor: AtomicU64::new(0),
+                state: AtomicU32::new(0),
+                pid: AtomicU32::new(0),
+            })
+            .collect();
+        let words = (0..geo.capacity / 8)
+            .map(|i| Word {
+                // Position 0 must not look published (see `ring`).
+                atom: AtomicU64::new(if i == 0 { EMPTY_STAMP } else { 0 }),
+                bytes: UnsafeCell::new([0; 8]),
+            })
+            .collect();
+        let locks = (0..=geo.max_consumers)
+            .map(|_| AtomicBool::new(false))
+            .collect();
+        let region = Region {
+            geo,
+            header,
+            slots,
+            words,
+            locks,
+            futex: Mutex::new(()),
+            cv: Condvar::new(),
+        };
+        RawLayout::for_geometry(&geo).store(&region.header.layout);
+        region
+    }
+
+    pub(crate) fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+
+    pub(crate) fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub(crate) fn slot(&self, i: u32) -> &Slot {
+        &self.slots[i as usize]
+    }
+
+    pub(crate) fn word(&self, idx: u64) -> &AtomicU64 {
+        &self.words[((idx & self.geo.mask) / 8) as usize].atom
+    }
+
+    /// Copy `src` into the ring at `idx`.
+    ///
+    /// # Safety
+    /// As in `region.rs`: in bounds, and exclusive by the protocol (loom checks the latter).
+    pub(crate) unsafe fn copy_in(&self, idx: u64, src: &[u8]) {
+        for (i, b) in src.iter().enumerate() {
+            let at = idx + i as u64;
+            let w = &self.words[((at & self.geo.mask) / 8) as usize];
+            // SAFETY: loom tracks this access; a racing access fails the model.
+            w.bytes
+                .with_mut(|p| unsafe { (*p)[(at % 8) as usize] = *b });
+        }
+    }
+
+    /// Copy ring bytes at `idx` into `dst`.
+    ///
+    /// # Safety
+    /// As in `region.rs`.
+    pub(crate) unsafe fn copy_out(&self, idx: u64, dst: &mut [u8]) {
+        for (i, b) in dst.iter_mut().enumerate() {
+            let at = idx + i as u64;
+            let w = &self.words[((at & self.geo.mask) / 8) as usize];
+            // SAFETY: loom tracks this access; a racing access fails the model.
+            *b = w.bytes.with(|p| unsafe { (*p)[(at % 8) as usize] });
+        }
+    }
+
+    pub(crate) fn try_lock(&self, id: LockId) -> io::Result<bool> {
+        Ok(self.locks[id.byte() as usize]
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok())
+    }
+
+    pub(crate) fn unlock(&self, id: LockId) {
+        self.locks[id.byte() as usize].store(false, Ordering::Release);
+    }
+
+    pub(crate) fn held_by_other(&self, id: LockId) -> bool {
+        self.locks[id.byte() as usize].load(Ordering::Acquire)
+    }
+
+    /// The futex model: sleep only if the word still holds `expected`, checked under the
+    /// lock that `wake_all` takes. Timeouts are not modelled (a lost wake-up must show as a
+    /// deadlock).
+    pub(crate) fn wait(&self, word: &AtomicU32, expected: u32, _timeout: Duration) -> Wake {
+        let guard = self.futex.lock().unwrap();
+        if word.load(Ordering::Relaxed) != expected {
+            return Wake::Woken;
+        }
+        drop(self.cv.wait(guard).unwrap());
+        Wake::Woken
+    }
+
+    pub(crate) fn wake_all(&self, _word: &AtomicU32) {
+        let _guard = self.futex.lock().unwrap();
+        self.cv.notify_all();
+    }
+}

@@ -1,0 +1,914 @@
+//! The ring algorithm: reservation, publication, gating, consumption and the wake-up
+//! protocol. Every memory ordering of the crate's data path is in this file.
+//!
+//! # Publication
+//! A record is published by its own header: the producer writes the payload, the `seq` and
+//! `meta` words and an [`EMPTY_STAMP`] at the *next* record's position, then stores the
+//! record's stream position into its `stamp` word with `Release`. A consumer at cursor `c`
+//! polls the stamp at `c` with `Acquire`; `stamp == c` means the record and everything
+//! written before it is visible. Positions never repeat, so a stale stamp from an earlier
+//! lap never matches; the empty stamp written ahead covers the one word that could hold
+//! arbitrary payload bytes from an earlier lap. A consumer thus polls the same cache line it
+//! is about to read, and nothing is ever zeroed.
+//!
+//! # Gating (lossless consumers)
+//! A consumer releases records by storing its cursor with `Release`; the producer loads
+//! cursors with `Acquire` before overwriting, so a consumer's reads happen-before the
+//! overwrite. The producer caches `limit = min(claim, gate + capacity)` and rescans the
+//! slots only when a reservation would pass it. Cursors are untrusted: one outside
+//! `[tail - capacity, tail]` or misaligned gets its slot evicted.
+//!
+//! # Attaching
+//! The producer publishes `claim` (an upper bound of every position it may write) and then
+//! issues `fence(SeqCst)` before rescanning slots; an attaching consumer stores its cursor
+//! and state, issues `fence(SeqCst)`, then loads `claim`. Either the producer's rescan sees
+//! the new slot, or the consumer sees a claim that may overrun its start and moves forward.
+//!
+//! # Sleeping and waking
+//! Dekker-shaped, with `fence(SeqCst)` on both sides. Sleeper: read the futex word,
+//! increment the sleeper count, fence, re-check, `futex_wait(word, value_read_first)`,
+//! decrement. Waker: publish, fence, and only if the sleeper count is non-zero bump the word
+//! and `FUTEX_WAKE`. Consumers sleep on the `data` futex, the producer on the `space` futex.
+
+use crate::error::{Corruption, OpenError, RecvTimeoutError, SendTimeoutError, TrySendError};
+use crate::layout::*;
+use crate::region::{LockId, Region};
+use crate::sync::atomic::{fence, Ordering::*};
+use crate::wait::{Step, WaitPolicy, Wake, PROBE_INTERVAL, SLEEP_BOUND};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const HDR: u64 = RECORD_HEADER as u64;
+
+/// How many times an attaching consumer re-registers before giving up.
+const ATTACH_ATTEMPTS: u32 = 1000;
+
+/// Counters kept by a producer handle (process-private, not shared).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProducerStats {
+    /// Messages committed.
+    pub messages: u64,
+    /// `FUTEX_WAKE` syscalls made to wake sleeping consumers.
+    pub wake_syscalls: u64,
+    /// Blocking sends that found the ring full.
+    pub full_waits: u64,
+    /// Futex sleeps while the ring was full.
+    pub sleeps: u64,
+    /// Scans of the consumer slot table.
+    pub rescans: u64,
+    /// Consumer slots reclaimed or evicted (dead or misbehaving consumers).
+    pub evictions: u64,
+}
+
+/// Counters kept by a consumer handle (process-private, not shared).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConsumerStats {
+    /// Messages received.
+    pub messages: u64,
+    /// `FUTEX_WAKE` syscalls made to wake a producer waiting for space.
+    pub wake_syscalls: u64,
+    /// Futex sleeps while the ring was empty.
+    pub sleeps: u64,
+}
+
+/// Where a new consumer starts reading.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StartAt {
+    /// At the next message published after it attaches (default).
+    #[default]
+    Next,
+    /// At the oldest message still in the ring that the producer has not begun to
+    /// overwrite (up to an eighth of the capacity of the very oldest data may already be
+    /// claimed for overwriting and is skipped).
+    Oldest,
+}
+
+#[inline]
+fn meta(len: u64, kind: u32) -> u64 {
+    len | (u64::from(kind) << 32)
+}
+
+/// A planned record: where its padding (if any), header and payload go.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Reservation {
+    /// The producer's tail when planned (where the padding record goes, if any).
+    start: u64,
+    /// The record's stream position.
+    pos: u64,
+    /// Payload length.
+    pub(crate) len: u64,
+    /// Position of the record after this one.
+    next: u64,
+    /// A padding record fills `start..pos`.
+    pad: bool,
+}
+
+impl Reservation {
+    /// Data-ring index of the payload.
+    #[inline]
+    pub(crate) fn payload_idx(&self, mask: u64) -> u64 {
+        (self.pos + HDR) & mask
+    }
+
+    /// One past the last byte this reservation writes (the next record's stamp).
+    #[inline]
+    fn write_end(&self) -> u64 {
+        self.next + 8
+    }
+}
+
+/// The producer side of a ring.
+pub(crate) struct RingProducer {
+    region: Arc<Region>,
+    cap: u64,
+    mask: u64,
+    max_message: u64,
+    max_consumers: u32,
+    claim_chunk: u64,
+    /// Position of the next record (the committed end).
+    tail: u64,
+    next_seq: u64,
+    /// Writes below `limit` need no rescan.
+    limit: u64,
+    /// The claim last published.
+    claim: u64,
+    /// The oldest record not yet (being) overwritten.
+    head: u64,
+    last_probe: Option<Instant>,
+    pub(crate) stats: ProducerStats,
+}
+
+impl RingProducer {
+    /// Become the producer of `region`: take the producer lock, recover the committed end of
+    /// the stream (a previous producer may have died between publishing a record and
+    /// storing its tail), and mark the stream live.
+    pub(crate) fn attach(region: Arc<Region>) -> Result<RingProducer, OpenError> {
+        let got = region
+            .try_lock(LockId::Producer)
+            .map_err(|source| OpenError::Io {
+                context: "lock the producer byte".into(),
+                source,
+            })?;
+        if !got {
+            return Err(OpenError::ProducerAlive);
+        }
+        let geo = *region.geometry();
+        let cap = geo.capacity;
+        let h = region.header();
+        // Acquire pairs with a previous producer's Release stores of tail / head / claim.
+        let mut tail = h.producer.tail.load(Acquire);
+        let mut next_seq = h.producer.next_seq.load(Acquire);
+        let claim = h.producer.claim.load(Acquire);
+        let mut p = RingProducer {
+            region,
+            cap,
+            mask: geo.mask,
+            max_message: u64::from(geo.max_message),
+            max_consumers: geo.max_consumers,
+            claim_chunk: (cap / 8).max(8),
+            tail: 0,
+            next_seq: 0,
+            limit: 0,
+            claim,
+            head: 0,
+            last_probe: None,
+            stats: ProducerStats::default(),
+        };
+        // Walk forward over records published after the stored tail (bounded).
+        tail = p.skip_short(tail);
+        for _ in 0..cap / HDR {
+            match p.record_at(tail) {
+                Some((len, kind, seq)) => {
+                    let idx = tail & p.mask;
+                    tail = if kind == KIND_PADDING {
+                        tail + (cap - idx)
+                    } else {
+                        next_seq = seq.wrapping_add(1);
+                        p.skip_short(tail + record_size(len))
+                    };
+                }
+                None => break,
+            }
+        }
+        p.tail = tail;
+        p.next_seq = next_seq;
+        let h = p.region.header();
+        p.head = h
+            .producer
+            .head
+            .load(Acquire)
+            .clamp(tail.saturating_sub(cap), tail);
+        // The claim never goes down: it bounds what the old producer may have written too.
+        p.claim = p.claim.max(tail);
+        h.producer.tail.store(tail, Release);
+        h.producer.next_seq.store(next_seq, Release);
+        h.control.epoch.fetch_add(1, Relaxed);
+        // Release pairs with the consumers' Acquire loads of the state.
+        h.control.state.store(PRODUCER_LIVE, Release);
+        Ok(p)
+    }
+
+    /// A published, well-formed record at `pos`, as (len, kind, seq); `None` otherwise.
+    fn record_at(&self, pos: u64) -> Option<(u64, u32, u64)> {
+        let idx = pos & self.mask;
+        if self.cap - idx < HDR {
+            return None;
+        }
+        // Acquire pairs with the Release stamp store in `commit` (ours or a predecessor's).
+        if self.region.word(idx).load(Acquire) != pos {
+            return None;
+        }
+        let m = self.region.word(idx + 16).load(Relaxed);
+        let (len, kind) = (m & 0xffff_ffff, (m >> 32) as u32);
+        let ok = match kind {
+            KIND_MESSAGE => len <= self.max_message && record_size(len) <= self.cap - idx,
+            KIND_PADDING => self.cap - idx < record_size(self.max_message),
+            _ => false,
+        };
+        ok.then(|| (len, kind, self.region.word(idx + 8).load(Relaxed)))
+    }
+
+    /// Skip a tail fragment too short for a record header.
+    #[inline]
+    fn skip_short(&self, pos: u64) -> u64 {
+        let room = self.cap - (pos & self.mask);
+        if room < HDR {
+            pos + room
+        } else {
+            pos
+        }
+    }
+
+    pub(crate) fn region(&self) -> &Arc<Region> {
+        &self.region
+    }
+
+    pub(crate) fn max_message(&self) -> usize {
+        self.max_message as usize
+    }
+
+    /// Plan a record of `len` bytes at the tail.
+    #[inline]
+    fn plan(&self, len: usize) -> Result<Reservation, TrySendError> {
+        let len64 = len as u64;
+        if len64 > self.max_message {
+            return Err(TrySendError::TooLarge {
+                len,
+                max: self.max_message as usize,
+            });
+        }
+        let rec = record_size(len64);
+        let start = self.tail;
+        let room = self.cap - (start & self.mask);
+        let (pos, pad) = if room >= rec {
+            (start, false)
+        } else {
+            (start + room, true)
+        };
+        Ok(Reservation {
+            start,
+            pos,
+            len: len64,
+            next: self.skip_short(pos + rec),
+            pad,
+        })
+    }
+
+    /// Reserve space for a `len`-byte message without waiting.
+    #[inline]
+    pub(crate) fn try_reserve(&mut self, len: usize) -> Result<Reservation, TrySendError> {
+        let res = self.plan(len)?;
+        let end = res.write_end();
+        if end > self.limit && !self.refresh(end) {
+            return Err(TrySendError::Full);
+        }
+        if end > self.head + self.cap {
+            self.advance_head(end);
+        }
+        Ok(res)
+    }
+
+    /// Reserve space, waiting according to `policy` until `deadline`.
+    pub(crate) fn reserve(
+        &mut self,
+        len: usize,
+        policy: WaitPolicy,
+        deadline: Option<Instant>,
+    ) -> Result<Reservation, SendTimeoutError> {
+        let mut n = 0u32;
+        loop {
+            match self.try_reserve(len) {
+                Ok(r) => return Ok(r),
+                Err(TrySendError::TooLarge { len, max }) => {
+                    return Err(SendTimeoutError::TooLarge { len, max })
+                }
+                Err(TrySendError::Full) => {}
+            }
+            if n == 0 {
+                self.stats.full_waits += 1;
+            }
+            let remaining = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(r) if !r.is_zero() => Some(r),
+                    _ => return Err(SendTimeoutError::Timeout),
+                },
+                None => None,
+            };
+            match policy.step(n) {
+                Step::Spin => crate::sync::spin_loop(),
+                Step::Yield => crate::sync::yield_now(),
+                Step::Sleep => self.sleep_for_space(len, remaining),
+            }
+            n = n.saturating_add(1);
+        }
+    }
+
+    /// Sleep on the space futex until a consumer releases something (or a bound passes).
+    fn sleep_for_space(&mut self, len: usize, remaining: Option<Duration>) {
+        let Ok(res) = self.plan(len) else { return };
+        let region = Arc::clone(&self.region);
+        let h = region.header();
+        // Read the futex word first: a wake after this point changes it and the wait
+        // returns at once.
+        let seen = h.space.word.load(Acquire);
+        h.space.sleepers.fetch_add(1, Relaxed);
+        // Dekker: orders the sleeper increment before the cursor loads in `refresh`; pairs
+        // with the fence in `RingConsumer::publish` (cursor store, fence, sleepers load).
+        fence(SeqCst);
+        if !self.refresh(res.write_end()) {
+            let t = remaining.map_or(SLEEP_BOUND, |r| r.min(SLEEP_BOUND));
+            self.region.wait(&h.space.word, seen, t);
+            self.stats.sleeps += 1;
+        }
+        h.space.sleepers.fetch_sub(1, Relaxed);
+    }
+
+    /// Re-derive the write limit; true if `need` fits under it.
+    fn refresh(&mut self, need: u64) -> bool {
+        if need > self.claim {
+            let h = self.region.header();
+            let claim = need.max((self.claim + self.claim_chunk).min(self.tail + self.cap));
+            // Release pairs with the Acquire claim load in `RingConsumer::register`: a
+            // consumer that sees this claim also sees the tail it was derived from.
+            h.producer.claim.store(claim, Release);
+            // Dekker with the attaching consumer's fence: either our slot scan below sees
+            // its registration, or it sees this claim and moves its start forward.
+            fence(SeqCst);
+            self.claim = claim;
+        }
+        let gate = self.scan_gate(need);
+        self.limit = self.claim.min(gate + self.cap);
+        need <= self.limit
+    }
+
+    fn probe_due(&mut self) -> bool {
+        #[cfg(shmcast_loom)]
+        {
+            true
+        }
+        #[cfg(not(shmcast_loom))]
+        {
+            let now = Instant::now();
+            match self.last_probe {
+                Some(t) if now.duration_since(t) < PROBE_INTERVAL => false,
+                _ => {
+                    self.last_probe = Some(now);
+                    true
+                }
+            }
+        }
+    }
+
+    /// The minimum cursor of the live lossless consumers (or the tail if there are none).
+    /// Evicts slots with impossible cursors, and reclaims slots of dead consumers that gate
+    /// `need`.
+    fn scan_gate(&mut self, need: u64) -> u64 {
+        self.stats.rescans += 1;
+        let h = self.region.header();
+        let tail = self.tail;
+        let floor = tail.saturating_sub(self.cap);
+        // Acquire pairs with the Release `fetch_max` in `register`.
+        let hwm = h.control.hwm.load(Acquire).min(self.max_consumers);
+        let mut gate = tail;
+        let mut probe: Option<bool> = None;
+        for i in 0..hwm {
+            let slot = self.region.slot(i);
+            // Acquire pairs with the consumer's Release state store in `register`.
+            let state = slot.state.load(Acquire);
+            if slot_kind(state) != SLOT_LOSSLESS {
+                continue;
+            }
+            // Acquire pairs with the consumer's Release cursor store in `publish`: its reads
+            // of every record below the cursor happen-before we overwrite them.
+            let c = slot.cursor.load(Acquire);
+            if c > tail || c < floor || c % RECORD_ALIGN as u64 != 0 {
+                self.evict(i, state);
+                continue;
+            }
+            if c + self.cap < need {
+                let due = *probe.get_or_insert_with(|| self.probe_due());
+                if due && !self.region.held_by_other(LockId::Slot(i)) {
+                    // Gated by a consumer whose process is gone: reclaim its slot.
+                    self.evict(i, state);
+                    continue;
+                }
+            }
+            gate = gate.min(c);
+        }
+        gate
+    }
+
+    /// Evict slot `i` if it still holds `state` (a newer registration is left alone).
+    fn evict(&mut self, i: u32, state: u32) {
+        let evicted = slot_state(slot_generation(state), SLOT_EVICTED);
+        // AcqRel: the CAS only succeeds on the exact registration we judged.
+        if self
+            .region
+            .slot(i)
+            .state
+            .compare_exchange(state, evicted, AcqRel, Relaxed)
+            .is_ok()
+        {
+            self.stats.evictions += 1;
+        }
+    }
+
+    /// Advance `head` past every record the writes up to `end` will damage.
+    fn advance_head(&mut self, end: u64) {
+        let target = end - self.cap;
+        let mut head = self.head;
+        while head < target {
+            let idx = head & self.mask;
+            let room = self.cap - idx;
+            if room < HDR {
+                head += room;
+                continue;
+            }
+            match self.record_at(head) {
+                Some((_, KIND_PADDING, _)) => head += room,
+                Some((len, _, _)) => head = self.skip_short(head + record_size(len)),
+                // A scribbled header: nothing older than our tail can be trusted.
+                None => head = self.tail,
+            }
+            if head >= self.tail {
+                head = self.tail;
+                break;
+            }
+        }
+        self.head = head;
+        // Advisory (attach validates every stamp it walks); Release pairs with the Acquire
+        // load in `oldest_start`.
+        self.region.header().producer.head.store(head, Release);
+    }
+
+    /// Publish a reserved record whose payload has been written.
+    #[inline]
+    pub(crate) fn commit(&mut self, res: Reservation) {
+        let r = &*self.region;
+        let idx = res.pos & self.mask;
+        r.word(idx + 8).store(self.next_seq, Relaxed);
+        r.word(idx + 16).store(meta(res.len, KIND_MESSAGE), Relaxed);
+        // The next record's stamp word may hold payload bytes from an earlier lap; make
+        // sure it cannot match the next position before that record is published. Ordered
+        // before the Release below.
+        r.word(res.next).store(EMPTY_STAMP, Relaxed);
+        if res.pad {
+            let p = res.start & self.mask;
+            r.word(p + 8).store(self.next_seq, Relaxed);
+            r.word(p + 16).store(meta(0, KIND_PADDING), Relaxed);
+            // Release pairs with the consumer's Acquire stamp load in `poll`.
+            r.word(p).store(res.start, Release);
+        }
+        // Publication. Release pairs with the consumer's Acquire stamp load in `poll`: the
+        // payload, seq, meta and the empty stamp ahead are visible to whoever sees it.
+        r.word(idx).store(res.pos, Release);
+        self.tail = res.next;
+        self.next_seq += 1;
+        self.stats.messages += 1;
+        let h = r.header();
+        // Release pairs with the Acquire loads in `register` / `attach` (takeover).
+        h.producer.tail.store(self.tail, Release);
+        h.producer.next_seq.store(self.next_seq, Release);
+    }
+
+    /// Wake sleeping consumers if there are any (no syscall otherwise).
+    #[inline]
+    pub(crate) fn wake_consumers(&mut self) {
+        let h = self.region.header();
+        // Dekker: orders our stamp stores before the sleeper-count load; pairs with the
+        // fence in `RingConsumer::sleep` (sleepers increment, fence, stamp re-check).
+        fence(SeqCst);
+        if h.data.sleepers.load(Relaxed) != 0 {
+            // Release: a woken consumer that reads the new word also sees the records.
+            h.data.word.fetch_add(1, Release);
+            self.region.wake_all(&h.data.word);
+            self.stats.wake_syscalls += 1;
+        }
+    }
+
+    /// Close the stream: consumers drain what was published, then see `Disconnected`.
+    pub(crate) fn close(&mut self) {
+        let h = self.region.header();
+        // Release pairs with the consumers' Acquire state loads: everything published
+        // before is visible to a consumer that sees CLOSED.
+        h.control.state.store(PRODUCER_CLOSED, Release);
+        fence(SeqCst);
+        h.data.word.fetch_add(1, Release);
+        self.region.wake_all(&h.data.word);
+        self.region.unlock(LockId::Producer);
+    }
+}
+
+/// A record a consumer has found: its payload and where the next record starts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Record {
+    /// Data-ring index of the payload.
+    pub(crate) idx: u64,
+    /// Payload length.
+    pub(crate) len: usize,
+    /// Message sequence number.
+    pub(crate) seq: u64,
+    /// Position of the next record.
+    pub(crate) end: u64,
+}
+
+/// Why a consumer found nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    Closed,
+    Died,
+    Evicted,
+}
+
+/// The consumer side of a ring.
+pub(crate) struct RingConsumer {
+    region: Arc<Region>,
+    slot: u32,
+    /// Our registration in the slot's state word.
+    state: u32,
+    cap: u64,
+    mask: u64,
+    max_message: u64,
+    max_record: u64,
+    /// Next record position (private).
+    cursor: u64,
+    /// Last cursor stored in the slot.
+    published: u64,
+    publish_every: u64,
+    empty_polls: u32,
+    last_probe: Option<Instant>,
+    pub(crate) stats: ConsumerStats,
+}
+
+impl RingConsumer {
+    /// Attach to `region`: take a free slot (one whose liveness lock nobody holds) and
+    /// register a start position the producer cannot have overrun.
+    pub(crate) fn attach(region: Arc<Region>, start: StartAt) -> Result<RingConsumer, OpenError> {
+        let max = region.geometry().max_consumers;
+        for i in 0..max {
+            match region.try_lock(LockId::Slot(i)) {
+                Ok(true) => return Self::register(region, i, start),
+                Ok(false) => continue,
+                Err(source) => {
+                    return Err(OpenError::Io {
+                        context: "lock a consumer slot".into(),
+                        source,
+                    })
+                }
+            }
+        }
+        Err(OpenError::NoFreeSlot { max_consumers: max })
+    }
+
+    fn register(region: Arc<Region>, i: u32, start: StartAt) -> Result<RingConsumer, OpenError> {
+        let geo = *region.geometry();
+        let mut c = RingConsumer {
+            cap: geo.capacity,
+            mask: geo.mask,
+            max_message: u64::from(geo.max_message),
+            max_record: record_size(u64::from(geo.max_message)),
+            slot: i,
+            state: 0,
+            cursor: 0,
+            published: 0,
+            publish_every: (geo.capacity / 8).max(8),
+            empty_polls: 0,
+            last_probe: None,
+            stats: ConsumerStats::default(),
+            region,
+        };
+        let h = c.region.header();
+        let slot = c.region.slot(i);
+        // We hold the slot's lock, so whatever the slot says belongs to a dead owner.
+        let mut generation = slot_generation(slot.state.load(Relaxed));
+        slot.pid.store(std::process::id(), Relaxed);
+        // Release pairs with the Acquire hwm load in `scan_gate`.
+        h.control.hwm.fetch_max(i + 1, Release);
+        let mut pos = match start {
+            StartAt::Next => h.producer.tail.load(Acquire),
+            StartAt::Oldest => c.oldest_start(h.producer.claim.load(Acquire)),
+        };
+        for _ in 0..ATTACH_ATTEMPTS {
+            // A new generation per attempt: an eviction judged on an earlier attempt's
+            // cursor cannot hit this one.
+            generation = generation.wrapping_add(1) & 0x00ff_ffff;
+            let state = slot_state(generation, SLOT_LOSSLESS);
+            slot.cursor.store(pos, Relaxed);
+            // Release pairs with the Acquire state load in `scan_gate`.
+            slot.state.store(state, Release);
+            // Dekker with the producer's fence in `refresh` (claim store, fence, scan).
+            fence(SeqCst);
+            // Acquire pairs with the Release claim store: the tail we read next is at least
+            // the one this claim was derived from.
+            let claim = h.producer.claim.load(Acquire);
+            if claim <= pos + c.cap {
+                c.state = state;
+                c.cursor = pos;
+                c.published = pos;
+                return Ok(c);
+            }
+            pos = match start {
+                StartAt::Next => h.producer.tail.load(Acquire),
+                StartAt::Oldest => c.oldest_start(claim),
+            };
+        }
+        slot.state.store(slot_state(generation, SLOT_FREE), Release);
+        c.region.unlock(LockId::Slot(i));
+        Err(OpenError::AttachRace)
+    }
+
+    /// The first record boundary at or above `claim - capacity`, walking from the
+    /// producer's head; falls back to the tail if the walk meets anything unexpected.
+    fn oldest_start(&self, claim: u64) -> u64 {
+        let h = self.region.header();
+        let tail = h.producer.tail.load(Acquire);
+        let floor = claim.saturating_sub(self.cap);
+        // Acquire pairs with the Release head store in `advance_head`.
+        let mut q = h
+            .producer
+            .head
+            .load(Acquire)
+            .clamp(tail.saturating_sub(self.cap), tail);
+        for _ in 0..self.cap / HDR {
+            if q >= floor || q >= tail {
+                break;
+            }
+            let idx = q & self.mask;
+            let room = self.cap - idx;
+            if room < HDR {
+                q += room;
+                continue;
+            }
+            // Acquire pairs with the Release stamp store in `commit`.
+            if self.region.word(idx).load(Acquire) != q {
+                return tail;
+            }
+            let m = self.region.word(idx + 16).load(Relaxed);
+            let (len, kind) = (m & 0xffff_ffff, (m >> 32) as u32);
+            q = match kind {
+                KIND_PADDING => q + room,
+                KIND_MESSAGE if len <= self.max_message && record_size(len) <= room => {
+                    q + record_size(len)
+                }
+                _ => return tail,
+            };
+        }
+        q.min(tail)
+    }
+
+    pub(crate) fn region(&self) -> &Arc<Region> {
+        &self.region
+    }
+
+    /// The next record, if it is published.
+    #[inline]
+    pub(crate) fn poll(&mut self) -> Result<Option<Record>, Corruption> {
+        // At most two rounds: a skip or a padding record moves the cursor to the start of
+        // the next lap, where neither can occur again.
+        for _ in 0..2 {
+            let c = self.cursor;
+            let idx = c & self.mask;
+            let room = self.cap - idx;
+            if room < HDR {
+                self.cursor = c + room;
+                continue;
+            }
+            // Acquire pairs with the producer's Release stamp store in `commit`.
+            if self.region.word(idx).load(Acquire) != c {
+                return Ok(None);
+            }
+            let m = self.region.word(idx + 16).load(Relaxed);
+            let (len, kind) = (m & 0xffff_ffff, (m >> 32) as u32);
+            match kind {
+                KIND_MESSAGE => {
+                    let corrupt = |reason, value| Corruption {
+                        position: c,
+                        reason,
+                        value,
+                    };
+                    if len > self.max_message {
+                        return Err(corrupt("length exceeds the maximum message size", len));
+                    }
+                    let rec = record_size(len);
+                    if rec > room {
+                        return Err(corrupt("record crosses the end of the ring", len));
+                    }
+                    let seq = self.region.word(idx + 8).load(Relaxed);
+                    let mut end = c + rec;
+                    if self.cap - (end & self.mask) < HDR {
+                        end += self.cap - (end & self.mask);
+                    }
+                    return Ok(Some(Record {
+                        idx: idx + HDR,
+                        len: len as usize,
+                        seq,
+                        end,
+                    }));
+                }
+                KIND_PADDING if room < self.max_record => self.cursor = c + room,
+                _ => {
+                    return Err(Corruption {
+                        position: c,
+                        reason: "invalid record kind",
+                        value: u64::from(kind),
+                    })
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Is a record published at the cursor? (A cheap re-check for sleepers.)
+    fn ready(&self) -> bool {
+        let mut c = self.cursor;
+        let room = self.cap - (c & self.mask);
+        if room < HDR {
+            c += room;
+        }
+        self.region.word(c & self.mask).load(Relaxed) == c
+    }
+
+    /// Release everything up to `end` (the end of the record just read).
+    #[inline]
+    pub(crate) fn release(&mut self, end: u64) {
+        self.cursor = end;
+        self.stats.messages += 1;
+        if end - self.published >= self.publish_every {
+            self.publish();
+        }
+    }
+
+    /// Make our cursor visible to the producer, and wake it if it sleeps for space.
+    pub(crate) fn publish(&mut self) {
+        if self.published == self.cursor {
+            return;
+        }
+        let h = self.region.header();
+        // Release pairs with the producer's Acquire cursor load in `scan_gate`: our reads of
+        // every record below the cursor happen-before it overwrites them.
+        self.region
+            .slot(self.slot)
+            .cursor
+            .store(self.cursor, Release);
+        self.published = self.cursor;
+        // Dekker: pairs with the producer's fence in `sleep_for_space`.
+        fence(SeqCst);
+        if h.space.sleepers.load(Relaxed) != 0 {
+            h.space.word.fetch_add(1, Release);
+            self.region.wake_all(&h.space.word);
+            self.stats.wake_syscalls += 1;
+        }
+    }
+
+    /// Called when `poll` found nothing: publish our progress, then tell whether the stream
+    /// ended (closed, producer dead, or we were evicted). `force_probe` probes the
+    /// producer's liveness lock now instead of at the rate limit.
+    pub(crate) fn check_ended(&mut self, force_probe: bool) -> Option<Ended> {
+        self.publish();
+        if self.region.slot(self.slot).state.load(Relaxed) != self.state {
+            return Some(Ended::Evicted);
+        }
+        let control = &self.region.header().control;
+        // Acquire pairs with the producer's Release state stores (`attach`, `close`).
+        if control.state.load(Acquire) == PRODUCER_CLOSED {
+            return Some(Ended::Closed);
+        }
+        if self.probe_due(force_probe) && !self.region.held_by_other(LockId::Producer) {
+            // Closed between our load and the probe?
+            if self.region.header().control.state.load(Acquire) == PRODUCER_CLOSED {
+                return Some(Ended::Closed);
+            }
+            return Some(Ended::Died);
+        }
+        None
+    }
+
+    fn probe_due(&mut self, force: bool) -> bool {
+        #[cfg(shmcast_loom)]
+        {
+            let _ = force;
+            false
+        }
+        #[cfg(not(shmcast_loom))]
+        {
+            self.empty_polls = self.empty_polls.wrapping_add(1);
+            if !force && self.empty_polls % 256 != 0 {
+                return false;
+            }
+            let now = Instant::now();
+            match self.last_probe {
+                Some(t) if !force && now.duration_since(t) < PROBE_INTERVAL => false,
+                _ => {
+                    self.last_probe = Some(now);
+                    true
+                }
+            }
+        }
+    }
+
+    /// Wait for the next record according to `policy` until `deadline`.
+    pub(crate) fn recv(
+        &mut self,
+        policy: WaitPolicy,
+        deadline: Option<Instant>,
+    ) -> Result<Record, RecvTimeoutError> {
+        let mut n = 0u32;
+        let mut force_probe = false;
+        loop {
+            if let Some(r) = self.poll().map_err(RecvTimeoutError::Corrupt)? {
+                return Ok(r);
+            }
+            if let Some(ended) = self.check_ended(force_probe) {
+                // Everything published before the close (or death) is visible now.
+                if let Some(r) = self.poll().map_err(RecvTimeoutError::Corrupt)? {
+                    return Ok(r);
+                }
+                return Err(match ended {
+                    Ended::Closed => RecvTimeoutError::Disconnected,
+                    Ended::Died => RecvTimeoutError::ProducerDied,
+                    Ended::Evicted => RecvTimeoutError::Evicted,
+                });
+            }
+            force_probe = false;
+            let remaining = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(r) if !r.is_zero() => Some(r),
+                    _ => return Err(RecvTimeoutError::Timeout),
+                },
+                None => None,
+            };
+            match policy.step(n) {
+                Step::Spin => crate::sync::spin_loop(),
+                Step::Yield => crate::sync::yield_now(),
+                Step::Sleep => force_probe = self.sleep(remaining) == Wake::TimedOut,
+            }
+            n = n.saturating_add(1);
+        }
+    }
+
+    /// Sleep on the data futex until the producer publishes (or a bound passes).
+    fn sleep(&mut self, remaining: Option<Duration>) -> Wake {
+        let h = self.region.header();
+        // Read the futex word first (see the module docs).
+        let seen = h.data.word.load(Acquire);
+        h.data.sleepers.fetch_add(1, Relaxed);
+        // Dekker: orders the sleeper increment before the re-check; pairs with the fence in
+        // `RingProducer::wake_consumers` (stamp store, fence, sleepers load).
+        fence(SeqCst);
+        let wake = if self.ready() || h.control.state.load(Relaxed) == PRODUCER_CLOSED {
+            Wake::Woken
+        } else {
+            let t = remaining.map_or(SLEEP_BOUND, |r| r.min(SLEEP_BOUND));
+            self.stats.sleeps += 1;
+            self.region.wait(&h.data.word, seen, t)
+        };
+        h.data.sleepers.fetch_sub(1, Relaxed);
+        wake
+    }
+
+    /// Copy the payload of `rec` out.
+    pub(crate) fn copy_out(&self, rec: &Record, dst: &mut [u8]) {
+        debug_assert_eq!(dst.len(), rec.len);
+        // SAFETY: `poll` validated `idx + len` against the ring end; the record lies at or
+        // above our published cursor, so the producer does not write it.
+        unsafe { self.region.copy_out(rec.idx, dst) }
+    }
+
+    /// Detach: free the slot, wake a producer that waits for us.
+    pub(crate) fn detach(&mut self) {
+        let h = self.region.header();
+        let slot = self.region.slot(self.slot);
+        if slot.state.load(Relaxed) == self.state {
+            // Release: our reads happen-before the producer ignores (and overwrites) us.
+            slot.state
+                .store(slot_state(slot_generation(self.state), SLOT_FREE), Release);
+        }
+        // Dekker with `sleep_for_space`, as in `publish`.
+        fence(SeqCst);
+        if h.space.sleepers.load(Relaxed) != 0 {
+            h.space.word.fetch_add(1, Release);
+            self.region.wake_all(&h.space.word);
+        }
+        self.region.unlock(LockId::Slot(self.slot));
+    }
+}

@@ -1,0 +1,130 @@
+//! The ring between threads of one process (heap backing): the same algorithm the
+//! cross-process tests exercise, cheap enough to run under Miri.
+
+use shmcast::{Consumer, Producer, RecvError, StartAt, TrySendError, WaitPolicy};
+use std::thread;
+
+fn iterations(full: u64) -> u64 {
+    if cfg!(miri) {
+        full / 1000
+    } else {
+        full
+    }
+}
+
+/// xorshift: deterministic lengths without a dependency.
+fn lengths(seed: u64, max: usize) -> impl Iterator<Item = usize> {
+    let mut x = seed | 1;
+    std::iter::from_fn(move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        Some((x % (max as u64 + 1)) as usize)
+    })
+}
+
+fn payload(seq: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (seq as u8).wrapping_mul(31).wrapping_add(i as u8))
+        .collect()
+}
+
+fn broadcast(consumers: usize, policy: WaitPolicy) {
+    let n = iterations(200_000);
+    let mut producer = Producer::builder()
+        .capacity(1 << 12)
+        .wait_policy(policy)
+        .create_in_process()
+        .unwrap();
+    let max = producer.max_message();
+    let handles: Vec<_> = (0..consumers)
+        .map(|_| {
+            let mut c = Consumer::builder()
+                .wait_policy(policy)
+                .attach_to(&producer)
+                .unwrap();
+            thread::spawn(move || {
+                let mut lens = lengths(7, max);
+                let mut count = 0u64;
+                loop {
+                    match c.recv() {
+                        Ok(m) => {
+                            assert_eq!(m.seq(), count);
+                            let len = lens.next().unwrap();
+                            assert_eq!(&*m, &payload(count, len)[..], "message {count}");
+                            count += 1;
+                        }
+                        Err(RecvError::Disconnected) => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                count
+            })
+        })
+        .collect();
+    for (seq, len) in lengths(7, max).take(n as usize).enumerate() {
+        producer.send(&payload(seq as u64, len)).unwrap();
+    }
+    drop(producer);
+    for h in handles {
+        assert_eq!(h.join().unwrap(), n);
+    }
+}
+
+#[test]
+fn every_consumer_thread_gets_every_message_in_order_busy_spin() {
+    broadcast(3, WaitPolicy::SpinYield { spins: 64 });
+}
+
+#[test]
+fn every_consumer_thread_gets_every_message_in_order_futex() {
+    broadcast(
+        3,
+        WaitPolicy::Adaptive {
+            spins: 0,
+            yields: 0,
+        },
+    );
+}
+
+#[test]
+fn a_full_ring_reports_full_and_resumes_after_release() {
+    let mut p = Producer::builder()
+        .capacity(256)
+        .create_in_process()
+        .unwrap();
+    let mut c = Consumer::builder().attach_to(&p).unwrap();
+    let mut sent = 0u8;
+    while p.try_send(&[sent; 16]).is_ok() {
+        sent += 1;
+    }
+    assert_eq!(p.try_send(&[0; 16]), Err(TrySendError::Full));
+    for i in 0..sent {
+        assert_eq!(&*c.recv().unwrap(), &[i; 16]);
+    }
+    // Releases are published when the consumer finds the ring empty.
+    assert!(c.try_recv().is_err());
+    p.try_send(&[9; 16]).unwrap();
+    assert_eq!(&*c.recv().unwrap(), &[9; 16]);
+}
+
+#[test]
+fn a_consumer_starting_at_oldest_sees_what_is_still_in_the_ring() {
+    let mut p = Producer::builder()
+        .capacity(4096)
+        .create_in_process()
+        .unwrap();
+    for i in 0..10u8 {
+        p.send(&[i]).unwrap();
+    }
+    let mut c = Consumer::builder()
+        .start_at(StartAt::Oldest)
+        .attach_to(&p)
+        .unwrap();
+    let mut next = Consumer::builder().attach_to(&p).unwrap();
+    p.send(&[10]).unwrap();
+    for i in 0..=10u8 {
+        assert_eq!(&*c.recv().unwrap(), &[i]);
+    }
+    assert_eq!(&*next.recv().unwrap(), &[10]);
+}
