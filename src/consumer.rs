@@ -1,6 +1,7 @@
 //! The consumer handle, its builder, and the in-place message guard.
 
-use crate::error::{OpenError, RecvError, RecvTimeoutError, TryRecvError};
+use crate::error::{OpenError, RecvError, RecvTimeoutError, RecvValueError, TryRecvError};
+use crate::region::Region;
 use crate::ring::{ConsumerStats, Record, RingConsumer, StartAt};
 use crate::segment::{self, OpenOptions, Source};
 use crate::{Producer, WaitPolicy};
@@ -55,11 +56,51 @@ impl ConsumerBuilder {
         }
     }
 
-    pub(crate) fn finish(&self, region: Arc<crate::region::Region>) -> Result<Consumer, OpenError> {
+    pub(crate) fn finish(&self, region: Arc<Region>) -> Result<Consumer, OpenError> {
         Ok(Consumer {
-            ring: RingConsumer::attach(region, self.start)?,
+            ring: RingConsumer::attach(region, self.start, false)?,
             wait: self.wait,
         })
+    }
+
+    /// The same options for a lossy consumer: one that never slows the producer down and
+    /// learns how many messages it lost when it falls behind.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = shmcast::Producer::builder().capacity(256).create_in_process()?;
+    /// let mut lossy = shmcast::Consumer::builder().lossy().attach_to(&p).unwrap();
+    /// for i in 0..100u8 {
+    ///     p.try_send(&[i; 16]).unwrap(); // never Full: nobody gates the producer
+    /// }
+    /// let mut buf = Vec::new();
+    /// let lost = match lossy.try_recv_into(&mut buf) {
+    ///     Err(shmcast::TryRecvError::Lagged(n)) => n,
+    ///     other => panic!("{other:?}"),
+    /// };
+    /// let seq = lossy.try_recv_into(&mut buf).unwrap();
+    /// assert_eq!(seq, lost); // continues at the oldest message still in the ring
+    /// assert_eq!(buf, [seq as u8; 16]);
+    /// # Ok::<(), shmcast::CreateError>(())
+    /// ```
+    pub fn lossy(&self) -> LossyConsumerBuilder {
+        LossyConsumerBuilder {
+            options: self.clone(),
+        }
+    }
+
+    fn region(&self, target: Target<'_>) -> Result<Arc<Region>, OpenError> {
+        let options = self.options();
+        Ok(Arc::new(match target {
+            Target::Name(name) => segment::open(Source::Name(name.into()), &options)?,
+            Target::Path(path) => segment::open(Source::Path(path.to_path_buf()), &options)?,
+            Target::Fd(fd) => segment::open_fd(fd, &options)?,
+            Target::Producer(p) => match p.region().mapped() {
+                // A mapped segment: open our own description so our liveness lock is ours.
+                Some(m) => segment::open_fd(m.fd().as_fd(), &options)?,
+                None => return Ok(Arc::clone(p.region())),
+            },
+        }))
     }
 
     /// Attach to the named segment `name`.
@@ -78,8 +119,7 @@ impl ConsumerBuilder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(&self, name: &str) -> Result<Consumer, OpenError> {
-        let region = segment::open(Source::Name(name.into()), &self.options())?;
-        self.finish(Arc::new(region))
+        self.finish(self.region(Target::Name(name))?)
     }
 
     /// Attach to the segment in the file at `path`.
@@ -95,8 +135,7 @@ impl ConsumerBuilder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_path(&self, path: impl AsRef<Path>) -> Result<Consumer, OpenError> {
-        let region = segment::open(Source::Path(path.as_ref().to_path_buf()), &self.options())?;
-        self.finish(Arc::new(region))
+        self.finish(self.region(Target::Path(path.as_ref()))?)
     }
 
     /// Attach to the segment behind a descriptor (an anonymous segment handed over by its
@@ -112,8 +151,7 @@ impl ConsumerBuilder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_fd(&self, fd: BorrowedFd<'_>) -> Result<Consumer, OpenError> {
-        let region = segment::open_fd(fd, &self.options())?;
-        self.finish(Arc::new(region))
+        self.finish(self.region(Target::Fd(fd))?)
     }
 
     /// Attach to `producer`'s ring from this process (any backing, in-process rings
@@ -129,12 +167,16 @@ impl ConsumerBuilder {
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn attach_to(&self, producer: &Producer) -> Result<Consumer, OpenError> {
-        match producer.region().mapped() {
-            // A mapped segment: open our own description so our liveness lock is ours.
-            Some(m) => self.open_fd(m.fd().as_fd()),
-            None => self.finish(Arc::clone(producer.region())),
-        }
+        self.finish(self.region(Target::Producer(producer))?)
     }
+}
+
+/// What a consumer attaches to.
+enum Target<'a> {
+    Name(&'a str),
+    Path(&'a Path),
+    Fd(BorrowedFd<'a>),
+    Producer(&'a Producer),
 }
 
 /// A reader of a ring. Receives every message published after its start, in order, once.
@@ -201,16 +243,8 @@ impl Consumer {
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn recv(&mut self) -> Result<Message<'_>, RecvError> {
-        match self.ring.recv(self.wait, None) {
-            Ok(rec) => Ok(self.message(rec)),
-            Err(e) => Err(match e {
-                RecvTimeoutError::Disconnected => RecvError::Disconnected,
-                RecvTimeoutError::ProducerDied => RecvError::ProducerDied,
-                RecvTimeoutError::Evicted => RecvError::Evicted,
-                RecvTimeoutError::Corrupt(c) => RecvError::Corrupt(c),
-                RecvTimeoutError::Timeout => unreachable!("no deadline"),
-            }),
-        }
+        let rec = self.ring.recv(self.wait, None)?;
+        Ok(self.message(rec))
     }
 
     /// Receive the next message if one is available now.
@@ -226,22 +260,9 @@ impl Consumer {
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn try_recv(&mut self) -> Result<Message<'_>, TryRecvError> {
-        match self.ring.poll() {
-            Ok(Some(rec)) => return Ok(self.message(rec)),
-            Ok(None) => {}
-            Err(c) => return Err(TryRecvError::Corrupt(c)),
-        }
-        let Some(ended) = self.ring.check_ended(false) else {
-            return Err(TryRecvError::Empty);
-        };
-        match self.ring.poll() {
-            Ok(Some(rec)) => Ok(self.message(rec)),
-            Ok(None) => Err(match ended {
-                crate::ring::Ended::Closed => TryRecvError::Disconnected,
-                crate::ring::Ended::Died => TryRecvError::ProducerDied,
-                crate::ring::Ended::Evicted => TryRecvError::Evicted,
-            }),
-            Err(c) => Err(TryRecvError::Corrupt(c)),
+        match try_poll(&mut self.ring, RingConsumer::poll)? {
+            Some(rec) => Ok(self.message(rec)),
+            None => Err(TryRecvError::Empty),
         }
     }
 
@@ -263,6 +284,117 @@ impl Consumer {
         let deadline = Instant::now().checked_add(timeout);
         let rec = self.ring.recv(self.wait, deadline)?;
         Ok(self.message(rec))
+    }
+
+    /// Receive every message available now, up to `max`, calling `f(seq, bytes)` on each in
+    /// place; their space is released once, at the end (one cursor store and one wake-up
+    /// decision for the batch).
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`] if no message is available, or as [`Consumer::try_recv`].
+    /// An error met after the first message ends the batch; the next call reports it.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = shmcast::Producer::builder().create_in_process()?;
+    /// let mut c = shmcast::Consumer::builder().attach_to(&p).unwrap();
+    /// p.send_batch(&[b"a", b"b", b"c"]).unwrap();
+    /// let mut got = Vec::new();
+    /// let n = c.try_recv_batch(16, |seq, bytes| got.push((seq, bytes.to_vec()))).unwrap();
+    /// assert_eq!(n, 3);
+    /// assert_eq!(got[2], (2, b"c".to_vec()));
+    /// # Ok::<(), shmcast::CreateError>(())
+    /// ```
+    pub fn try_recv_batch(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(u64, &[u8]),
+    ) -> Result<usize, TryRecvError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let Some(first) = try_poll(&mut self.ring, RingConsumer::poll)? else {
+            return Err(TryRecvError::Empty);
+        };
+        Ok(self.drain(first, max, &mut f))
+    }
+
+    /// Wait for at least one message, then receive every message available, up to `max`,
+    /// as [`Consumer::try_recv_batch`] does.
+    ///
+    /// # Errors
+    /// As [`Consumer::recv`].
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = shmcast::Producer::builder().create_in_process()?;
+    /// let mut c = shmcast::Consumer::builder().attach_to(&p).unwrap();
+    /// p.send_batch(&[[1u8; 8], [2u8; 8]]).unwrap();
+    /// let mut sum = 0u64;
+    /// c.recv_batch(64, |_, bytes| sum += u64::from(bytes[0])).unwrap();
+    /// assert_eq!(sum, 3);
+    /// # Ok::<(), shmcast::CreateError>(())
+    /// ```
+    pub fn recv_batch(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(u64, &[u8]),
+    ) -> Result<usize, RecvError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let first = self.ring.recv(self.wait, None)?;
+        Ok(self.drain(first, max, &mut f))
+    }
+
+    fn drain(&mut self, first: Record, max: usize, f: &mut impl FnMut(u64, &[u8])) -> usize {
+        let mut rec = first;
+        let mut n = 0;
+        loop {
+            f(rec.seq, payload(&self.ring, &rec));
+            self.ring.release_quiet(rec.end);
+            n += 1;
+            if n == max {
+                break;
+            }
+            match self.ring.poll() {
+                Ok(Some(next)) => rec = next,
+                _ => break,
+            }
+        }
+        self.ring.publish();
+        n
+    }
+
+    /// Receive the next message as a plain-old-data value. The payload is 8-byte aligned
+    /// in the ring; the value is copied out.
+    ///
+    /// # Errors
+    /// [`RecvValueError::WrongSize`] if the message is not exactly `size_of::<T>()` bytes:
+    /// it is left in the ring (read it with [`Consumer::recv`]); otherwise as
+    /// [`Consumer::recv`].
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = shmcast::Producer::builder().create_in_process()?;
+    /// let mut c = shmcast::Consumer::builder().attach_to(&p).unwrap();
+    /// p.send_value(&[1.5f64, 2.5]).unwrap();
+    /// assert_eq!(c.recv_value::<[f64; 2]>().unwrap(), [1.5, 2.5]);
+    /// p.send(b"odd").unwrap();
+    /// assert!(c.recv_value::<u64>().is_err());
+    /// assert_eq!(&*c.recv().unwrap(), b"odd");
+    /// # Ok::<(), shmcast::CreateError>(())
+    /// ```
+    pub fn recv_value<T: bytemuck::AnyBitPattern>(&mut self) -> Result<T, RecvValueError> {
+        let msg = self.recv()?;
+        let expected = std::mem::size_of::<T>();
+        if msg.len() != expected {
+            let found = msg.len();
+            // Leave it in the ring: nothing is lost.
+            std::mem::forget(msg);
+            return Err(RecvValueError::WrongSize { expected, found });
+        }
+        Ok(bytemuck::pod_read_unaligned(&msg))
     }
 
     /// Receive the next message as an owned copy.
@@ -324,6 +456,34 @@ impl Drop for Consumer {
     }
 }
 
+/// One non-blocking poll with end-of-stream detection: after the end is seen, one more
+/// poll delivers anything published before it.
+fn try_poll<T>(
+    ring: &mut RingConsumer,
+    mut poll: impl FnMut(&mut RingConsumer) -> Result<Option<T>, RecvTimeoutError>,
+) -> Result<Option<T>, TryRecvError> {
+    if let Some(v) = poll(ring)? {
+        return Ok(Some(v));
+    }
+    let Some(ended) = ring.check_ended(false) else {
+        return Ok(None);
+    };
+    if ended != crate::ring::Ended::Evicted {
+        if let Some(v) = poll(ring)? {
+            return Ok(Some(v));
+        }
+    }
+    Err(RecvTimeoutError::from(ended).into())
+}
+
+/// The payload of a record a lossless consumer holds.
+fn payload<'a>(ring: &'a RingConsumer, rec: &Record) -> &'a [u8] {
+    // SAFETY: `poll` validated that `len` bytes at `idx` lie inside the ring. The record is
+    // at or above this consumer's published cursor, so the producer (gated by that cursor)
+    // does not write it until the consumer releases it, which needs `&mut` of the ring.
+    unsafe { std::slice::from_raw_parts(ring.region().data_ptr(rec.idx), rec.len) }
+}
+
 /// A message read in place. Derefs to its bytes; dropping it releases its space in the
 /// ring.
 ///
@@ -358,6 +518,36 @@ impl Message<'_> {
     pub fn seq(&self) -> u64 {
         self.rec.seq
     }
+
+    /// The message as a reference to a plain-old-data value, in place. Payloads are 8-byte
+    /// aligned, so any `T` with alignment up to 8 fits.
+    ///
+    /// # Errors
+    /// [`RecvValueError::WrongSize`] if the message is not exactly `size_of::<T>()` bytes,
+    /// [`RecvValueError::Misaligned`] if `T` needs more than 8-byte alignment.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = shmcast::Producer::builder().create_in_process()?;
+    /// let mut c = shmcast::Consumer::builder().attach_to(&p).unwrap();
+    /// p.send_value(&[7u64, 8]).unwrap();
+    /// let msg = c.recv().unwrap();
+    /// assert_eq!(msg.value::<[u64; 2]>().unwrap(), &[7, 8]);
+    /// # Ok::<(), shmcast::CreateError>(())
+    /// ```
+    pub fn value<T: bytemuck::AnyBitPattern>(&self) -> Result<&T, RecvValueError> {
+        bytemuck::try_from_bytes(self).map_err(|e| match e {
+            bytemuck::PodCastError::TargetAlignmentGreaterAndInputNotAligned => {
+                RecvValueError::Misaligned {
+                    align: std::mem::align_of::<T>(),
+                }
+            }
+            _ => RecvValueError::WrongSize {
+                expected: std::mem::size_of::<T>(),
+                found: self.len(),
+            },
+        })
+    }
 }
 
 impl fmt::Debug for Message<'_> {
@@ -372,11 +562,7 @@ impl fmt::Debug for Message<'_> {
 impl std::ops::Deref for Message<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        let region = self.consumer.ring.region();
-        // SAFETY: `poll` validated that `len` bytes at `idx` lie inside the ring. The record
-        // is at or above this consumer's published cursor, so the producer (gated by that
-        // cursor) does not write it while this guard lives.
-        unsafe { std::slice::from_raw_parts(region.data_ptr(self.rec.idx), self.rec.len) }
+        payload(&self.consumer.ring, &self.rec)
     }
 }
 
@@ -410,5 +596,223 @@ impl Iterator for Iter<'_> {
                 Some(Err(e))
             }
         }
+    }
+}
+
+/// Options for attaching a [`LossyConsumer`]; made by [`ConsumerBuilder::lossy`].
+///
+/// # Examples
+/// ```
+/// let p = shmcast::Producer::builder().create_in_process()?;
+/// let lossy = shmcast::Consumer::builder().lossy().attach_to(&p).unwrap();
+/// # Ok::<(), shmcast::CreateError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct LossyConsumerBuilder {
+    options: ConsumerBuilder,
+}
+
+impl LossyConsumerBuilder {
+    fn finish(&self, region: Arc<Region>) -> Result<LossyConsumer, OpenError> {
+        Ok(LossyConsumer {
+            ring: RingConsumer::attach(region, self.options.start, true)?,
+            wait: self.options.wait,
+        })
+    }
+
+    /// Attach to the named segment `name`.
+    ///
+    /// # Errors
+    /// As [`ConsumerBuilder::open`].
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("shmcast-doc-lossy-{}", std::process::id());
+    /// let producer = shmcast::Producer::builder().create(&name)?;
+    /// let lossy = shmcast::Consumer::builder().lossy().open(&name)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(&self, name: &str) -> Result<LossyConsumer, OpenError> {
+        self.finish(self.options.region(Target::Name(name))?)
+    }
+
+    /// Attach to the segment in the file at `path`.
+    ///
+    /// # Errors
+    /// As [`ConsumerBuilder::open`].
+    ///
+    /// # Examples
+    /// ```
+    /// let path = std::env::temp_dir().join(format!("shmcast-doc-lossy-{}", std::process::id()));
+    /// let producer = shmcast::Producer::builder().create_path(&path)?;
+    /// let lossy = shmcast::Consumer::builder().lossy().open_path(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_path(&self, path: impl AsRef<Path>) -> Result<LossyConsumer, OpenError> {
+        self.finish(self.options.region(Target::Path(path.as_ref()))?)
+    }
+
+    /// Attach to the segment behind a descriptor.
+    ///
+    /// # Errors
+    /// As [`ConsumerBuilder::open`].
+    ///
+    /// # Examples
+    /// ```
+    /// let producer = shmcast::Producer::builder().create_anonymous()?;
+    /// let lossy = shmcast::Consumer::builder().lossy().open_fd(producer.fd().unwrap())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_fd(&self, fd: BorrowedFd<'_>) -> Result<LossyConsumer, OpenError> {
+        self.finish(self.options.region(Target::Fd(fd))?)
+    }
+
+    /// Attach to `producer`'s ring from this process.
+    ///
+    /// # Errors
+    /// As [`ConsumerBuilder::attach_to`].
+    ///
+    /// # Examples
+    /// ```
+    /// let producer = shmcast::Producer::builder().create_in_process()?;
+    /// let lossy = shmcast::Consumer::builder().lossy().attach_to(&producer).unwrap();
+    /// # Ok::<(), shmcast::CreateError>(())
+    /// ```
+    pub fn attach_to(&self, producer: &Producer) -> Result<LossyConsumer, OpenError> {
+        self.finish(self.options.region(Target::Producer(producer))?)
+    }
+}
+
+/// A consumer that never slows the producer down. It copies each message out and checks
+/// after the copy that the producer did not overwrite it meanwhile; if the producer laps it,
+/// the next receive reports exactly how many messages were lost
+/// ([`TryRecvError::Lagged`]) and it goes on at the oldest message still in the ring.
+///
+/// It never hands out a reference into the ring. In an in-process ring, send with
+/// [`Producer::send`] (word-wise atomic copies) rather than [`Producer::reserve`] while lossy
+/// consumers are attached: a reservation is written through a plain `&mut [u8]`.
+///
+/// # Examples
+/// ```
+/// let mut p = shmcast::Producer::builder().create_in_process()?;
+/// let mut lossy = shmcast::Consumer::builder().lossy().attach_to(&p).unwrap();
+/// p.send(b"tick").unwrap();
+/// assert_eq!(lossy.recv_vec().unwrap(), b"tick");
+/// # Ok::<(), shmcast::CreateError>(())
+/// ```
+pub struct LossyConsumer {
+    ring: RingConsumer,
+    wait: WaitPolicy,
+}
+
+impl fmt::Debug for LossyConsumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LossyConsumer")
+            .field("stats", &self.ring.stats)
+            .finish()
+    }
+}
+
+impl LossyConsumer {
+    /// Copy the next message into `buf` (resized to fit) if one is available now; returns
+    /// its sequence number.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`], [`TryRecvError::Lagged`], or as [`Consumer::try_recv`].
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = shmcast::Producer::builder().create_in_process()?;
+    /// let mut lossy = shmcast::Consumer::builder().lossy().attach_to(&p).unwrap();
+    /// let mut buf = Vec::new();
+    /// assert_eq!(lossy.try_recv_into(&mut buf), Err(shmcast::TryRecvError::Empty));
+    /// p.send(b"x").unwrap();
+    /// assert_eq!(lossy.try_recv_into(&mut buf), Ok(0));
+    /// # Ok::<(), shmcast::CreateError>(())
+    /// ```
+    pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<u64, TryRecvError> {
+        try_poll(&mut self.ring, |r| r.poll_lossy(buf))?.ok_or(TryRecvError::Empty)
+    }
+
+    /// Copy the next message into `buf`, waiting (per the wait policy) while the ring is
+    /// empty; returns its sequence number.
+    ///
+    /// # Errors
+    /// [`RecvError::Lagged`], or as [`Consumer::recv`].
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = shmcast::Producer::builder().create_in_process()?;
+    /// let mut lossy = shmcast::Consumer::builder().lossy().attach_to(&p).unwrap();
+    /// p.send(b"x").unwrap();
+    /// let mut buf = Vec::new();
+    /// assert_eq!(lossy.recv_into(&mut buf), Ok(0));
+    /// # Ok::<(), shmcast::CreateError>(())
+    /// ```
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<u64, RecvError> {
+        Ok(self.ring.wait_for(self.wait, None, |r| r.poll_lossy(buf))?)
+    }
+
+    /// As [`LossyConsumer::recv_into`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`], or as [`LossyConsumer::recv_into`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let p = shmcast::Producer::builder().create_in_process()?;
+    /// let mut lossy = shmcast::Consumer::builder().lossy().attach_to(&p).unwrap();
+    /// let mut buf = Vec::new();
+    /// let err = lossy.recv_timeout_into(&mut buf, Duration::from_millis(1)).unwrap_err();
+    /// assert_eq!(err, shmcast::RecvTimeoutError::Timeout);
+    /// # Ok::<(), shmcast::CreateError>(())
+    /// ```
+    pub fn recv_timeout_into(
+        &mut self,
+        buf: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<u64, RecvTimeoutError> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.ring
+            .wait_for(self.wait, deadline, |r| r.poll_lossy(buf))
+    }
+
+    /// Receive the next message as a new `Vec`.
+    ///
+    /// # Errors
+    /// As [`LossyConsumer::recv_into`].
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = shmcast::Producer::builder().create_in_process()?;
+    /// let mut lossy = shmcast::Consumer::builder().lossy().attach_to(&p).unwrap();
+    /// p.send(b"v").unwrap();
+    /// assert_eq!(lossy.recv_vec().unwrap(), b"v");
+    /// # Ok::<(), shmcast::CreateError>(())
+    /// ```
+    pub fn recv_vec(&mut self) -> Result<Vec<u8>, RecvError> {
+        let mut v = Vec::new();
+        self.recv_into(&mut v)?;
+        Ok(v)
+    }
+
+    /// This handle's counters.
+    ///
+    /// # Examples
+    /// ```
+    /// let p = shmcast::Producer::builder().create_in_process()?;
+    /// let lossy = shmcast::Consumer::builder().lossy().attach_to(&p).unwrap();
+    /// assert_eq!(lossy.stats().messages, 0);
+    /// # Ok::<(), shmcast::CreateError>(())
+    /// ```
+    pub fn stats(&self) -> ConsumerStats {
+        self.ring.stats
+    }
+}
+
+impl Drop for LossyConsumer {
+    fn drop(&mut self) {
+        self.ring.detach();
     }
 }

@@ -47,6 +47,13 @@ pub enum SegmentError {
         /// The recorded count.
         found: u32,
     },
+    /// A stream position in the header is beyond any position a producer can reach.
+    BadPosition {
+        /// The header field.
+        field: &'static str,
+        /// Its value.
+        found: u64,
+    },
     /// A size or offset differs from the layout this build derives from the capacity and
     /// slot count.
     LayoutMismatch {
@@ -90,6 +97,11 @@ impl fmt::Display for SegmentError {
             SegmentError::BadMaxConsumers { found } => {
                 write!(f, "segment header records an invalid slot count {found}")
             }
+            SegmentError::BadPosition { field, found } => write!(
+                f,
+                "segment header field {field} holds the impossible stream position {found}: \
+                 the segment is corrupt"
+            ),
             SegmentError::LayoutMismatch {
                 field,
                 found,
@@ -365,6 +377,9 @@ pub enum TryRecvError {
     /// The producer evicted this consumer (its cursor was impossible, or it was presumed
     /// dead). Attach again.
     Evicted,
+    /// Lossy consumers only: the producer overwrote this many messages before they were
+    /// read. The next receive goes on at the oldest message still in the ring.
+    Lagged(u64),
     /// A record in the ring is corrupt.
     Corrupt(Corruption),
 }
@@ -379,6 +394,9 @@ pub enum RecvError {
     ProducerDied,
     /// The producer evicted this consumer. Attach again.
     Evicted,
+    /// Lossy consumers only: the producer overwrote this many messages before they were
+    /// read. The next receive goes on at the oldest message still in the ring.
+    Lagged(u64),
     /// A record in the ring is corrupt.
     Corrupt(Corruption),
 }
@@ -395,6 +413,9 @@ pub enum RecvTimeoutError {
     ProducerDied,
     /// The producer evicted this consumer. Attach again.
     Evicted,
+    /// Lossy consumers only: the producer overwrote this many messages before they were
+    /// read. The next receive goes on at the oldest message still in the ring.
+    Lagged(u64),
     /// A record in the ring is corrupt.
     Corrupt(Corruption),
 }
@@ -404,6 +425,14 @@ const DIED: &str = "the producer died without closing the stream; every committe
                     was received (a new producer may take over the segment)";
 const EVICTED: &str = "this consumer was evicted by the producer; attach again";
 
+fn lagged(f: &mut fmt::Formatter<'_>, n: u64) -> fmt::Result {
+    write!(
+        f,
+        "this lossy consumer fell behind and lost {n} messages; it continues at the oldest one \
+         still in the ring"
+    )
+}
+
 impl fmt::Display for TryRecvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -411,6 +440,7 @@ impl fmt::Display for TryRecvError {
             TryRecvError::Disconnected => f.write_str(DISCONNECTED),
             TryRecvError::ProducerDied => f.write_str(DIED),
             TryRecvError::Evicted => f.write_str(EVICTED),
+            TryRecvError::Lagged(n) => lagged(f, *n),
             TryRecvError::Corrupt(c) => write!(f, "{c}"),
         }
     }
@@ -422,6 +452,7 @@ impl fmt::Display for RecvError {
             RecvError::Disconnected => f.write_str(DISCONNECTED),
             RecvError::ProducerDied => f.write_str(DIED),
             RecvError::Evicted => f.write_str(EVICTED),
+            RecvError::Lagged(n) => lagged(f, *n),
             RecvError::Corrupt(c) => write!(f, "{c}"),
         }
     }
@@ -434,6 +465,7 @@ impl fmt::Display for RecvTimeoutError {
             RecvTimeoutError::Disconnected => f.write_str(DISCONNECTED),
             RecvTimeoutError::ProducerDied => f.write_str(DIED),
             RecvTimeoutError::Evicted => f.write_str(EVICTED),
+            RecvTimeoutError::Lagged(n) => lagged(f, *n),
             RecvTimeoutError::Corrupt(c) => write!(f, "{c}"),
         }
     }
@@ -443,6 +475,65 @@ impl std::error::Error for TryRecvError {}
 impl std::error::Error for RecvError {}
 impl std::error::Error for RecvTimeoutError {}
 
+impl From<RecvTimeoutError> for RecvError {
+    /// For calls without a deadline (`Timeout` cannot occur; it maps to `Disconnected`
+    /// rather than panicking).
+    fn from(e: RecvTimeoutError) -> Self {
+        match e {
+            RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected => RecvError::Disconnected,
+            RecvTimeoutError::ProducerDied => RecvError::ProducerDied,
+            RecvTimeoutError::Evicted => RecvError::Evicted,
+            RecvTimeoutError::Lagged(n) => RecvError::Lagged(n),
+            RecvTimeoutError::Corrupt(c) => RecvError::Corrupt(c),
+        }
+    }
+}
+
+/// [`Consumer::recv_value`](crate::Consumer::recv_value) or
+/// [`Message::value`](crate::Message::value) failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecvValueError {
+    /// Receiving failed.
+    Recv(RecvError),
+    /// The message is not the size of the requested type (it stays in the ring).
+    WrongSize {
+        /// `size_of` the requested type.
+        expected: usize,
+        /// The message length.
+        found: usize,
+    },
+    /// The requested type needs more than the 8-byte alignment payloads have.
+    Misaligned {
+        /// Its alignment.
+        align: usize,
+    },
+}
+
+impl fmt::Display for RecvValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvValueError::Recv(e) => write!(f, "{e}"),
+            RecvValueError::WrongSize { expected, found } => write!(
+                f,
+                "message of {found} bytes is not a value of the requested type ({expected} \
+                 bytes); it was left in the ring"
+            ),
+            RecvValueError::Misaligned { align } => write!(
+                f,
+                "the requested type needs {align}-byte alignment; payloads are 8-byte aligned"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RecvValueError {}
+
+impl From<RecvError> for RecvValueError {
+    fn from(e: RecvError) -> Self {
+        RecvValueError::Recv(e)
+    }
+}
+
 impl From<RecvTimeoutError> for TryRecvError {
     fn from(e: RecvTimeoutError) -> Self {
         match e {
@@ -450,6 +541,7 @@ impl From<RecvTimeoutError> for TryRecvError {
             RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
             RecvTimeoutError::ProducerDied => TryRecvError::ProducerDied,
             RecvTimeoutError::Evicted => TryRecvError::Evicted,
+            RecvTimeoutError::Lagged(n) => TryRecvError::Lagged(n),
             RecvTimeoutError::Corrupt(c) => TryRecvError::Corrupt(c),
         }
     }

@@ -53,9 +53,31 @@ pub(crate) const MAX_RECORD_FRACTION: u64 = 4;
 /// Data ring alignment inside the segment.
 pub(crate) const DATA_ALIGN: u64 = 4096;
 
-/// Stamp value that never equals a stream position: the producer writes it at the next
-/// record position before publishing the current record.
-pub(crate) const EMPTY_STAMP: u64 = u64::MAX;
+/// Stream positions stay below this (2^62 bytes: decades at any real rate), so position
+/// arithmetic never overflows and the top bit is free to mark unpublished stamps. A
+/// position read from shared memory above it is corruption.
+pub(crate) const MAX_POSITION: u64 = 1 << 62;
+
+/// Marks a stamp word as "not published": the producer writes `unpublished(seq)` at the
+/// next record position before publishing the current record, `seq` being the sequence
+/// number the next record will carry. It never equals a position.
+const UNPUBLISHED: u64 = 1 << 63;
+
+/// The stamp written ahead of the next record, which will carry sequence number `seq`.
+#[inline]
+pub(crate) const fn unpublished(seq: u64) -> u64 {
+    UNPUBLISHED | (seq & !UNPUBLISHED)
+}
+
+/// The sequence number carried by an unpublished stamp, if `stamp` is one.
+#[inline]
+pub(crate) const fn unpublished_seq(stamp: u64) -> Option<u64> {
+    if stamp & UNPUBLISHED != 0 {
+        Some(stamp & !UNPUBLISHED)
+    } else {
+        None
+    }
+}
 
 /// Record kinds (high half of the meta word).
 pub(crate) const KIND_MESSAGE: u32 = 1;
@@ -74,6 +96,8 @@ pub(crate) const PRODUCER_CLOSED: u32 = 2;
 pub(crate) const SLOT_FREE: u32 = 0;
 /// A lossless consumer: it gates the producer.
 pub(crate) const SLOT_LOSSLESS: u32 = 2;
+/// A lossy consumer: never gates the producer.
+pub(crate) const SLOT_LOSSY: u32 = 3;
 /// The producer evicted this slot (dead owner or impossible cursor).
 pub(crate) const SLOT_EVICTED: u32 = 4;
 

@@ -77,15 +77,15 @@ pub mod fuzzing;
 mod region;
 
 pub use error::{
-    Corruption, CreateError, OpenError, RecvError, RecvTimeoutError, SegmentError, SendError,
-    SendTimeoutError, TryRecvError, TrySendError,
+    Corruption, CreateError, OpenError, RecvError, RecvTimeoutError, RecvValueError, SegmentError,
+    SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 pub use ring::{ConsumerStats, ProducerStats, StartAt};
 pub use wait::WaitPolicy;
 
 #[cfg(not(shmcast_loom))]
-pub use consumer::{Consumer, ConsumerBuilder, Iter, Message};
+pub use consumer::{Consumer, ConsumerBuilder, Iter, LossyConsumer, LossyConsumerBuilder, Message};
 #[cfg(not(shmcast_loom))]
-pub use producer::{Producer, ProducerBuilder, Reserved};
+pub use producer::{Producer, ProducerBuilder, Reserved, ReservedValue};
 #[cfg(not(shmcast_loom))]
 pub use segment::{remove, MAX_NAME_LEN};

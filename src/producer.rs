@@ -34,6 +34,7 @@ pub struct ProducerBuilder {
     mode: u32,
     wait: WaitPolicy,
     remove_on_drop: bool,
+    evict_after: Option<Duration>,
 }
 
 impl Default for ProducerBuilder {
@@ -45,6 +46,7 @@ impl Default for ProducerBuilder {
             mode: 0o600,
             wait: WaitPolicy::default(),
             remove_on_drop: true,
+            evict_after: None,
         }
     }
 }
@@ -88,6 +90,15 @@ impl ProducerBuilder {
         self
     }
 
+    /// Opt-in: evict a *live* lossless consumer that has kept the producer waiting for space
+    /// for longer than `after` (dead consumers are always reclaimed, whatever this says).
+    /// The evicted consumer's next call returns [`RecvError::Evicted`](crate::RecvError::Evicted);
+    /// a message it holds at that moment may be overwritten under it. Default: never.
+    pub fn evict_after(&mut self, after: Duration) -> &mut Self {
+        self.evict_after = Some(after);
+        self
+    }
+
     fn geometry(&self) -> Result<Geometry, CreateError> {
         let max_message = self
             .max_message
@@ -106,11 +117,16 @@ impl ProducerBuilder {
             OpenError::Io { context, source } => CreateError::Io { context, source },
             other => CreateError::InvalidConfig(other.to_string()),
         })?;
-        Ok(Producer {
+        Ok(self.producer(ring))
+    }
+
+    fn producer(&self, mut ring: RingProducer) -> Producer {
+        ring.set_evict_after(self.evict_after);
+        Producer {
             ring,
             wait: self.wait,
             remove_on_drop: self.remove_on_drop,
-        })
+        }
     }
 
     /// Create a named POSIX shared-memory segment (`/dev/shm/<name>`) and become its
@@ -218,12 +234,7 @@ impl ProducerBuilder {
                 allow_foreign_owner: false,
             },
         )?;
-        let ring = RingProducer::attach(Arc::new(region))?;
-        Ok(Producer {
-            ring,
-            wait: self.wait,
-            remove_on_drop: self.remove_on_drop,
-        })
+        Ok(self.producer(RingProducer::attach(Arc::new(region))?))
     }
 
     fn create_options(&self) -> CreateOptions {
@@ -342,6 +353,91 @@ impl Producer {
         let res = self.ring.reserve(msg.len(), self.wait, deadline)?;
         self.write_commit(res, msg);
         Ok(())
+    }
+
+    /// Send several messages with one publication (one release, one tail store, one
+    /// wake-up decision) per ring-full, waiting while the ring is full. All lengths are
+    /// checked first: if any message is too large, nothing is sent.
+    ///
+    /// # Errors
+    /// [`SendError::TooLarge`].
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = shmcast::Producer::builder().create_in_process()?;
+    /// let mut c = shmcast::Consumer::builder().attach_to(&p).unwrap();
+    /// p.send_batch(&["one", "two", "three"]).unwrap();
+    /// assert_eq!(c.iter().take(3).count(), 3);
+    /// # Ok::<(), shmcast::CreateError>(())
+    /// ```
+    pub fn send_batch<M: AsRef<[u8]>>(&mut self, msgs: &[M]) -> Result<(), SendError> {
+        let max = self.max_message();
+        if let Some(m) = msgs.iter().find(|m| m.as_ref().len() > max) {
+            return Err(SendError::TooLarge {
+                len: m.as_ref().len(),
+                max,
+            });
+        }
+        self.ring.send_batch(
+            msgs.len(),
+            |i| msgs[i].as_ref().len(),
+            self.wait,
+            |i, region, idx| {
+                // SAFETY: `idx` is the payload index of a reservation of exactly this length
+                // (inside the ring, unpublished, gated clear of every unreleased record).
+                unsafe { region.copy_in(idx, msgs[i].as_ref()) }
+            },
+        );
+        Ok(())
+    }
+
+    /// Send a plain-old-data value (its bytes), waiting while the ring is full. Consumers
+    /// read it with [`Consumer::recv_value`](crate::Consumer::recv_value) or
+    /// [`Message::value`](crate::Message::value); payloads are 8-byte aligned in the ring.
+    ///
+    /// # Errors
+    /// [`SendError::TooLarge`].
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = shmcast::Producer::builder().create_in_process()?;
+    /// let mut c = shmcast::Consumer::builder().attach_to(&p).unwrap();
+    /// p.send_value(&42u32).unwrap();
+    /// assert_eq!(c.recv_value::<u32>().unwrap(), 42);
+    /// # Ok::<(), shmcast::CreateError>(())
+    /// ```
+    pub fn send_value<T: bytemuck::NoUninit>(&mut self, value: &T) -> Result<(), SendError> {
+        self.send(bytemuck::bytes_of(value))
+    }
+
+    /// Reserve room for a plain-old-data value and fill it in place (zero-copy), waiting
+    /// while the ring is full. `T` may need at most 8-byte alignment (checked at compile
+    /// time). The value starts with whatever bytes the ring held.
+    ///
+    /// # Errors
+    /// [`SendError::TooLarge`].
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = shmcast::Producer::builder().create_in_process()?;
+    /// let mut c = shmcast::Consumer::builder().attach_to(&p).unwrap();
+    /// let mut v = p.reserve_value::<[u64; 4]>().unwrap();
+    /// *v = [1, 2, 3, 4];
+    /// v.commit();
+    /// assert_eq!(c.recv().unwrap().value::<[u64; 4]>().unwrap(), &[1, 2, 3, 4]);
+    /// # Ok::<(), shmcast::CreateError>(())
+    /// ```
+    pub fn reserve_value<T: bytemuck::Pod>(&mut self) -> Result<ReservedValue<'_, T>, SendError> {
+        const {
+            assert!(
+                std::mem::align_of::<T>() <= 8,
+                "payloads are 8-byte aligned: T may need at most 8-byte alignment"
+            )
+        };
+        Ok(ReservedValue {
+            inner: self.reserve(std::mem::size_of::<T>())?,
+            _value: std::marker::PhantomData,
+        })
     }
 
     #[inline]
@@ -544,5 +640,58 @@ impl std::ops::DerefMut for Reserved<'_> {
         let idx = self.res.payload_idx(region.geometry().mask);
         // SAFETY: as in `deref`; `&mut self` makes this the only reference.
         unsafe { std::slice::from_raw_parts_mut(region.data_ptr(idx), self.res.len as usize) }
+    }
+}
+
+/// Room reserved in the ring for one plain-old-data value: derefs to `T` in place.
+/// [`commit`](ReservedValue::commit) publishes it; dropping it aborts.
+///
+/// # Examples
+/// ```
+/// let mut p = shmcast::Producer::builder().create_in_process()?;
+/// let mut v = p.reserve_value::<u64>().unwrap();
+/// *v = 7;
+/// v.commit();
+/// # Ok::<(), shmcast::CreateError>(())
+/// ```
+pub struct ReservedValue<'a, T> {
+    inner: Reserved<'a>,
+    _value: std::marker::PhantomData<T>,
+}
+
+impl<T> fmt::Debug for ReservedValue<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReservedValue")
+            .field("size", &std::mem::size_of::<T>())
+            .finish()
+    }
+}
+
+impl<T: bytemuck::Pod> ReservedValue<'_, T> {
+    /// Publish the value to every consumer.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = shmcast::Producer::builder().create_in_process()?;
+    /// p.reserve_value::<u32>().unwrap().commit();
+    /// # Ok::<(), shmcast::CreateError>(())
+    /// ```
+    pub fn commit(self) {
+        self.inner.commit();
+    }
+}
+
+impl<T: bytemuck::Pod> std::ops::Deref for ReservedValue<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // Size is exact and the payload is 8-aligned with align_of::<T>() <= 8 (checked at
+        // compile time in `reserve_value`), so the cast cannot fail.
+        bytemuck::from_bytes(&self.inner)
+    }
+}
+
+impl<T: bytemuck::Pod> std::ops::DerefMut for ReservedValue<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        bytemuck::from_bytes_mut(&mut self.inner)
     }
 }

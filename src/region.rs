@@ -4,7 +4,7 @@
 //! locks and futexes are implemented. (`region_model.rs` replaces this file under loom.)
 
 use crate::futex;
-use crate::layout::{Geometry, Header, RawLayout, Slot, EMPTY_STAMP, PRODUCER_NONE};
+use crate::layout::{unpublished, Geometry, Header, RawLayout, Slot, PRODUCER_NONE};
 use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::wait::Wake;
 use std::io;
@@ -103,8 +103,8 @@ impl Region {
         h.producer.head.store(0, Relaxed);
         h.producer.next_seq.store(0, Relaxed);
         h.control.state.store(PRODUCER_NONE, Relaxed);
-        // Position 0 must not look published: see `ring` on the empty stamp.
-        self.word(0).store(EMPTY_STAMP, Relaxed);
+        // Position 0 must not look published (see `ring`, "Publication").
+        self.word(0).store(unpublished(0), Relaxed);
         // The magic store inside is Release: it orders everything above before it.
         RawLayout::for_geometry(&self.geo).store(&h.layout);
     }
@@ -164,15 +164,60 @@ impl Region {
         }
     }
 
-    /// Copy `src` into the ring at `idx`.
+    /// Copy `src` into the ring at the 8-aligned payload index `idx`.
+    ///
+    /// In a mapped segment this is a plain copy: lossy readers live in other processes and
+    /// read with atomics. In a heap ring, lossy readers are threads of this process, so the
+    /// copy is made of word-sized atomic stores (the trailing partial word is written
+    /// whole: records are 8-aligned, so it lies inside this record).
     ///
     /// # Safety
-    /// `idx + src.len() <= capacity`, and the protocol gives the caller exclusive access to
-    /// those bytes (no consumer may read them until they are published).
+    /// `idx` is 8-aligned, `idx + align8(src.len()) <= capacity`, and the protocol gives the
+    /// caller exclusive write access to those bytes (no lossless consumer reads them until
+    /// they are published).
     #[inline]
     pub(crate) unsafe fn copy_in(&self, idx: u64, src: &[u8]) {
+        if let Backing::Heap { .. } = self.backing {
+            let mut chunks = src.chunks_exact(8);
+            let mut at = idx;
+            for c in &mut chunks {
+                let v = u64::from_ne_bytes(c.try_into().expect("chunk of 8"));
+                self.word(at).store(v, Ordering::Relaxed);
+                at += 8;
+            }
+            let rest = chunks.remainder();
+            if !rest.is_empty() {
+                let mut w = [0u8; 8];
+                w[..rest.len()].copy_from_slice(rest);
+                self.word(at)
+                    .store(u64::from_ne_bytes(w), Ordering::Relaxed);
+            }
+            return;
+        }
         // SAFETY: bounds and exclusivity are the caller's contract.
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.data_ptr(idx), src.len()) }
+    }
+
+    /// Copy ring bytes at the 8-aligned payload index `idx` into `dst` with word-sized
+    /// atomic loads: the producer may be overwriting them concurrently (a lossy reader
+    /// validates the copy afterwards). Atomic, not volatile: a volatile read racing with a
+    /// write is still a data race in Rust's memory model; a relaxed atomic load is not, and
+    /// compiles to a plain load on x86-64 and aarch64.
+    ///
+    /// The trailing partial word is loaded whole (it lies inside the 8-aligned record).
+    /// Every word index is masked into the ring, so this is memory safe whatever `idx` is.
+    pub(crate) fn copy_out_atomic(&self, idx: u64, dst: &mut [u8]) {
+        let mut at = idx;
+        let mut chunks = dst.chunks_exact_mut(8);
+        for c in &mut chunks {
+            c.copy_from_slice(&self.word(at).load(Ordering::Relaxed).to_ne_bytes());
+            at += 8;
+        }
+        let rest = chunks.into_remainder();
+        if !rest.is_empty() {
+            let w = self.word(at).load(Ordering::Relaxed).to_ne_bytes();
+            rest.copy_from_slice(&w[..rest.len()]);
+        }
     }
 
     /// Copy ring bytes at `idx` into `dst`.

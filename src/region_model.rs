@@ -82,7 +82,7 @@ impl Region {
         let words = (0..geo.capacity / 8)
             .map(|i| Word {
                 // Position 0 must not look published (see `ring`).
-                atom: AtomicU64::new(if i == 0 { EMPTY_STAMP } else { 0 }),
+                atom: AtomicU64::new(if i == 0 { unpublished(0) } else { 0 }),
                 bytes: UnsafeCell::new([0; 8]),
             })
             .collect();
@@ -118,7 +118,9 @@ impl Region {
         &self.words[((idx & self.geo.mask) / 8) as usize].atom
     }
 
-    /// Copy `src` into the ring at `idx`.
+    /// Copy `src` into the ring at `idx`: into the cells (loom checks lossless readers
+    /// against these writes) and into the atomic face of the same words (what lossy readers
+    /// copy from, as they do from the real bytes).
     ///
     /// # Safety
     /// As in `region.rs`: in bounds, and exclusive by the protocol (loom checks the latter).
@@ -129,6 +131,23 @@ impl Region {
             // SAFETY: loom tracks this access; a racing access fails the model.
             w.bytes
                 .with_mut(|p| unsafe { (*p)[(at % 8) as usize] = *b });
+        }
+        for (k, chunk) in src.chunks(8).enumerate() {
+            let mut v = [0u8; 8];
+            v[..chunk.len()].copy_from_slice(chunk);
+            self.word(idx + 8 * k as u64)
+                .store(u64::from_ne_bytes(v), Ordering::Relaxed);
+        }
+    }
+
+    /// Lossy copy: atomic loads of the words' atomic face.
+    pub(crate) fn copy_out_atomic(&self, idx: u64, dst: &mut [u8]) {
+        for (k, chunk) in dst.chunks_mut(8).enumerate() {
+            let v = self
+                .word(idx + 8 * k as u64)
+                .load(Ordering::Relaxed)
+                .to_ne_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
         }
     }
 

@@ -3,13 +3,23 @@
 //!
 //! # Publication
 //! A record is published by its own header: the producer writes the payload, the `seq` and
-//! `meta` words and an [`EMPTY_STAMP`] at the *next* record's position, then stores the
-//! record's stream position into its `stamp` word with `Release`. A consumer at cursor `c`
-//! polls the stamp at `c` with `Acquire`; `stamp == c` means the record and everything
-//! written before it is visible. Positions never repeat, so a stale stamp from an earlier
-//! lap never matches; the empty stamp written ahead covers the one word that could hold
-//! arbitrary payload bytes from an earlier lap. A consumer thus polls the same cache line it
-//! is about to read, and nothing is ever zeroed.
+//! `meta` words and an unpublished stamp ([`unpublished`]`(next seq)`) at the *next*
+//! record's position, then stores the record's stream position into its `stamp` word with
+//! `Release`. A consumer at cursor `c` polls the stamp at `c` with `Acquire`; `stamp == c`
+//! means the record and everything written before it is visible. Positions never repeat, so
+//! a stale stamp from an earlier lap never matches; the unpublished stamp written ahead
+//! covers the one word that could hold arbitrary payload bytes from an earlier lap. A
+//! consumer thus polls the same cache line it is about to read, and nothing is ever zeroed.
+//! A batch writes every record, the later stamps first, and stores the first record's stamp
+//! last: one release publishes the batch.
+//!
+//! # Lossy consumers
+//! A lossy consumer never gates the producer. It copies a record out with atomic loads,
+//! then issues `fence(Acquire)` and checks that `claim <= position + capacity`: the
+//! producer raises `claim` and issues `fence(SeqCst)` before it writes past the old claim,
+//! so a copy that saw any overwritten byte also sees the raised claim (seqlock). A lapped
+//! consumer restarts at the oldest intact record and counts what it lost by sequence
+//! numbers.
 //!
 //! # Gating (lossless consumers)
 //! A consumer releases records by storing its cursor with `Release`; the producer loads
@@ -30,7 +40,9 @@
 //! decrement. Waker: publish, fence, and only if the sleeper count is non-zero bump the word
 //! and `FUTEX_WAKE`. Consumers sleep on the `data` futex, the producer on the `space` futex.
 
-use crate::error::{Corruption, OpenError, RecvTimeoutError, SendTimeoutError, TrySendError};
+use crate::error::{
+    Corruption, OpenError, RecvTimeoutError, SegmentError, SendTimeoutError, TrySendError,
+};
 use crate::layout::*;
 use crate::region::{LockId, Region};
 use crate::sync::atomic::{fence, Ordering::*};
@@ -135,7 +147,23 @@ pub(crate) struct RingProducer {
     /// The oldest record not yet (being) overwritten.
     head: u64,
     last_probe: Option<Instant>,
+    /// Opt-in: evict a live lossless consumer that gates us for this long.
+    evict_after: Option<Duration>,
+    /// Since when each slot (by index) has been gating us, for `evict_after`.
+    gated_since: Vec<Option<(u32, Instant)>>,
     pub(crate) stats: ProducerStats,
+}
+
+/// Read a stream position from the header, refusing impossible values.
+fn position(field: &'static str, value: u64) -> Result<u64, SegmentError> {
+    if value > MAX_POSITION {
+        Err(SegmentError::BadPosition {
+            field,
+            found: value,
+        })
+    } else {
+        Ok(value)
+    }
 }
 
 impl RingProducer {
@@ -156,9 +184,20 @@ impl RingProducer {
         let cap = geo.capacity;
         let h = region.header();
         // Acquire pairs with a previous producer's Release stores of tail / head / claim.
-        let mut tail = h.producer.tail.load(Acquire);
+        let read = || -> Result<(u64, u64, u64), SegmentError> {
+            let tail = position("tail", h.producer.tail.load(Acquire))?;
+            let claim = position("claim", h.producer.claim.load(Acquire))?;
+            let head = position("head", h.producer.head.load(Acquire))?;
+            Ok((tail, claim, head))
+        };
+        let (mut tail, claim, old_head) = match read() {
+            Ok(v) => v,
+            Err(e) => {
+                region.unlock(LockId::Producer);
+                return Err(e.into());
+            }
+        };
         let mut next_seq = h.producer.next_seq.load(Acquire);
-        let claim = h.producer.claim.load(Acquire);
         let mut p = RingProducer {
             region,
             cap,
@@ -172,6 +211,8 @@ impl RingProducer {
             claim,
             head: 0,
             last_probe: None,
+            evict_after: None,
+            gated_since: Vec::new(),
             stats: ProducerStats::default(),
         };
         // Walk forward over records published after the stored tail (bounded).
@@ -186,6 +227,9 @@ impl RingProducer {
                         next_seq = seq.wrapping_add(1);
                         p.skip_short(tail + record_size(len))
                     };
+                    if tail > MAX_POSITION {
+                        break;
+                    }
                 }
                 None => break,
             }
@@ -193,11 +237,7 @@ impl RingProducer {
         p.tail = tail;
         p.next_seq = next_seq;
         let h = p.region.header();
-        p.head = h
-            .producer
-            .head
-            .load(Acquire)
-            .clamp(tail.saturating_sub(cap), tail);
+        p.head = old_head.clamp(tail.saturating_sub(cap), tail);
         // The claim never goes down: it bounds what the old producer may have written too.
         p.claim = p.claim.max(tail);
         h.producer.tail.store(tail, Release);
@@ -241,6 +281,11 @@ impl RingProducer {
 
     pub(crate) fn region(&self) -> &Arc<Region> {
         &self.region
+    }
+
+    /// Evict live lossless consumers that gate the producer for longer than `after`.
+    pub(crate) fn set_evict_after(&mut self, after: Option<Duration>) {
+        self.evict_after = after;
     }
 
     pub(crate) fn max_message(&self) -> usize {
@@ -412,10 +457,34 @@ impl RingProducer {
                     self.evict(i, state);
                     continue;
                 }
+                if due && self.stuck_too_long(i, state) {
+                    self.evict(i, state);
+                    continue;
+                }
+            } else if let Some(g) = self.gated_since.get_mut(i as usize) {
+                *g = None;
             }
             gate = gate.min(c);
         }
         gate
+    }
+
+    /// `evict_after`: has slot `i` (registration `state`) gated us for too long?
+    fn stuck_too_long(&mut self, i: u32, state: u32) -> bool {
+        let Some(after) = self.evict_after else {
+            return false;
+        };
+        if self.gated_since.len() <= i as usize {
+            self.gated_since.resize(i as usize + 1, None);
+        }
+        let now = Instant::now();
+        match self.gated_since[i as usize] {
+            Some((s, since)) if s == state => now.duration_since(since) >= after,
+            _ => {
+                self.gated_since[i as usize] = Some((state, now));
+                false
+            }
+        }
     }
 
     /// Evict slot `i` if it still holds `state` (a newer registration is left alone).
@@ -464,31 +533,92 @@ impl RingProducer {
     /// Publish a reserved record whose payload has been written.
     #[inline]
     pub(crate) fn commit(&mut self, res: Reservation) {
+        self.write_record(&res, true);
+        self.store_tail();
+    }
+
+    /// Write `res`'s header, the padding before it and the unpublished stamp after it, and
+    /// advance the private tail. With `publish`, also store its stamps (publication);
+    /// without, the caller publishes it later with [`Self::publish_stamps`].
+    #[inline]
+    fn write_record(&mut self, res: &Reservation, publish: bool) {
         let r = &*self.region;
         let idx = res.pos & self.mask;
         r.word(idx + 8).store(self.next_seq, Relaxed);
         r.word(idx + 16).store(meta(res.len, KIND_MESSAGE), Relaxed);
         // The next record's stamp word may hold payload bytes from an earlier lap; make
-        // sure it cannot match the next position before that record is published. Ordered
-        // before the Release below.
-        r.word(res.next).store(EMPTY_STAMP, Relaxed);
+        // sure it cannot match the next position before that record is published (and tell
+        // lossy readers which sequence number comes next). Ordered before the Release below.
+        r.word(res.next)
+            .store(unpublished(self.next_seq + 1), Relaxed);
         if res.pad {
             let p = res.start & self.mask;
             r.word(p + 8).store(self.next_seq, Relaxed);
             r.word(p + 16).store(meta(0, KIND_PADDING), Relaxed);
-            // Release pairs with the consumer's Acquire stamp load in `poll`.
-            r.word(p).store(res.start, Release);
         }
-        // Publication. Release pairs with the consumer's Acquire stamp load in `poll`: the
-        // payload, seq, meta and the empty stamp ahead are visible to whoever sees it.
-        r.word(idx).store(res.pos, Release);
+        if publish {
+            self.publish_stamps(res);
+        }
         self.tail = res.next;
         self.next_seq += 1;
         self.stats.messages += 1;
-        let h = r.header();
+    }
+
+    /// Publication. Release pairs with the consumer's Acquire stamp load in `poll`: the
+    /// payload, seq, meta and the unpublished stamp ahead (and, for the first record of a
+    /// batch, every later record of the batch) are visible to whoever sees the stamp.
+    #[inline]
+    fn publish_stamps(&self, res: &Reservation) {
+        let r = &*self.region;
+        if res.pad {
+            r.word(res.start).store(res.start, Release);
+        }
+        r.word(res.pos).store(res.pos, Release);
+    }
+
+    /// Store the committed end for attaching consumers and a future takeover.
+    #[inline]
+    fn store_tail(&mut self) {
+        let h = self.region.header();
         // Release pairs with the Acquire loads in `register` / `attach` (takeover).
         h.producer.tail.store(self.tail, Release);
         h.producer.next_seq.store(self.next_seq, Release);
+    }
+
+    /// Send `count` messages of lengths `len(i)` (checked by the caller against the maximum) in
+    /// batches: as many records as fit are written, then published by one release (the
+    /// first record's stamp), one tail store and one wake-up decision; if the ring fills,
+    /// wait for space per `policy` and go on. `write(i, region, idx)` copies message `i` to
+    /// payload index `idx`.
+    pub(crate) fn send_batch(
+        &mut self,
+        count: usize,
+        len: impl Fn(usize) -> usize,
+        policy: WaitPolicy,
+        mut write: impl FnMut(usize, &Region, u64),
+    ) {
+        let mut i = 0;
+        while i < count {
+            let first = match self.reserve(len(i), policy, None) {
+                Ok(res) => res,
+                // Lengths were checked by the caller and there is no deadline.
+                Err(_) => return,
+            };
+            write(i, &self.region, first.payload_idx(self.mask));
+            self.write_record(&first, false);
+            i += 1;
+            while i < count {
+                let Ok(res) = self.try_reserve(len(i)) else {
+                    break;
+                };
+                write(i, &self.region, res.payload_idx(self.mask));
+                self.write_record(&res, true);
+                i += 1;
+            }
+            self.publish_stamps(&first);
+            self.store_tail();
+            self.wake_consumers();
+        }
     }
 
     /// Wake sleeping consumers if there are any (no syscall otherwise).
@@ -540,21 +670,34 @@ pub(crate) enum Ended {
     Evicted,
 }
 
-/// The consumer side of a ring.
+impl From<Ended> for RecvTimeoutError {
+    fn from(e: Ended) -> Self {
+        match e {
+            Ended::Closed => RecvTimeoutError::Disconnected,
+            Ended::Died => RecvTimeoutError::ProducerDied,
+            Ended::Evicted => RecvTimeoutError::Evicted,
+        }
+    }
+}
+
+/// The consumer side of a ring (lossless or lossy).
 pub(crate) struct RingConsumer {
     region: Arc<Region>,
     slot: u32,
     /// Our registration in the slot's state word.
     state: u32,
+    lossy: bool,
     cap: u64,
     mask: u64,
     max_message: u64,
     max_record: u64,
     /// Next record position (private).
     cursor: u64,
-    /// Last cursor stored in the slot.
+    /// Last cursor stored in the slot (lossless only).
     published: u64,
     publish_every: u64,
+    /// Lossy only: the sequence number expected at `cursor`.
+    expected_seq: u64,
     empty_polls: u32,
     last_probe: Option<Instant>,
     pub(crate) stats: ConsumerStats,
@@ -562,12 +705,17 @@ pub(crate) struct RingConsumer {
 
 impl RingConsumer {
     /// Attach to `region`: take a free slot (one whose liveness lock nobody holds) and
-    /// register a start position the producer cannot have overrun.
-    pub(crate) fn attach(region: Arc<Region>, start: StartAt) -> Result<RingConsumer, OpenError> {
+    /// register a start position the producer cannot have overrun (lossless) or learn the
+    /// sequence number at the start (lossy).
+    pub(crate) fn attach(
+        region: Arc<Region>,
+        start: StartAt,
+        lossy: bool,
+    ) -> Result<RingConsumer, OpenError> {
         let max = region.geometry().max_consumers;
         for i in 0..max {
             match region.try_lock(LockId::Slot(i)) {
-                Ok(true) => return Self::register(region, i, start),
+                Ok(true) => return Self::register(region, i, start, lossy),
                 Ok(false) => continue,
                 Err(source) => {
                     return Err(OpenError::Io {
@@ -580,7 +728,12 @@ impl RingConsumer {
         Err(OpenError::NoFreeSlot { max_consumers: max })
     }
 
-    fn register(region: Arc<Region>, i: u32, start: StartAt) -> Result<RingConsumer, OpenError> {
+    fn register(
+        region: Arc<Region>,
+        i: u32,
+        start: StartAt,
+        lossy: bool,
+    ) -> Result<RingConsumer, OpenError> {
         let geo = *region.geometry();
         let mut c = RingConsumer {
             cap: geo.capacity,
@@ -589,24 +742,40 @@ impl RingConsumer {
             max_record: record_size(u64::from(geo.max_message)),
             slot: i,
             state: 0,
+            lossy,
             cursor: 0,
             published: 0,
             publish_every: (geo.capacity / 8).max(8),
+            expected_seq: 0,
             empty_polls: 0,
             last_probe: None,
             stats: ConsumerStats::default(),
             region,
         };
-        let h = c.region.header();
-        let slot = c.region.slot(i);
+        let result = if lossy {
+            c.register_lossy(start)
+        } else {
+            c.register_lossless(start)
+        };
+        if let Err(e) = result {
+            c.region.unlock(LockId::Slot(i));
+            return Err(e);
+        }
+        Ok(c)
+    }
+
+    fn register_lossless(&mut self, start: StartAt) -> Result<(), OpenError> {
+        let region = Arc::clone(&self.region);
+        let h = region.header();
+        let slot = region.slot(self.slot);
         // We hold the slot's lock, so whatever the slot says belongs to a dead owner.
         let mut generation = slot_generation(slot.state.load(Relaxed));
         slot.pid.store(std::process::id(), Relaxed);
         // Release pairs with the Acquire hwm load in `scan_gate`.
-        h.control.hwm.fetch_max(i + 1, Release);
+        h.control.hwm.fetch_max(self.slot + 1, Release);
         let mut pos = match start {
-            StartAt::Next => h.producer.tail.load(Acquire),
-            StartAt::Oldest => c.oldest_start(h.producer.claim.load(Acquire)),
+            StartAt::Next => position("tail", h.producer.tail.load(Acquire))?,
+            StartAt::Oldest => self.oldest_start(h.producer.claim.load(Acquire))?,
         };
         for _ in 0..ATTACH_ATTEMPTS {
             // A new generation per attempt: an eviction judged on an earlier attempt's
@@ -621,28 +790,70 @@ impl RingConsumer {
             // Acquire pairs with the Release claim store: the tail we read next is at least
             // the one this claim was derived from.
             let claim = h.producer.claim.load(Acquire);
-            if claim <= pos + c.cap {
-                c.state = state;
-                c.cursor = pos;
-                c.published = pos;
-                return Ok(c);
+            if claim <= pos + self.cap {
+                self.state = state;
+                self.cursor = pos;
+                self.published = pos;
+                return Ok(());
             }
             pos = match start {
-                StartAt::Next => h.producer.tail.load(Acquire),
-                StartAt::Oldest => c.oldest_start(claim),
+                StartAt::Next => position("tail", h.producer.tail.load(Acquire))?,
+                StartAt::Oldest => self.oldest_start(claim)?,
             };
         }
         slot.state.store(slot_state(generation, SLOT_FREE), Release);
-        c.region.unlock(LockId::Slot(i));
+        Err(OpenError::AttachRace)
+    }
+
+    /// A lossy consumer needs no handshake (it never gates); it needs its start position
+    /// and the sequence number there, so it can count exactly what it loses.
+    fn register_lossy(&mut self, start: StartAt) -> Result<(), OpenError> {
+        let region = Arc::clone(&self.region);
+        let h = region.header();
+        let slot = region.slot(self.slot);
+        let generation = slot_generation(slot.state.load(Relaxed)).wrapping_add(1) & 0x00ff_ffff;
+        self.state = slot_state(generation, SLOT_LOSSY);
+        slot.pid.store(std::process::id(), Relaxed);
+        slot.state.store(self.state, Release);
+        for _ in 0..ATTACH_ATTEMPTS {
+            let claim = h.producer.claim.load(Acquire);
+            let pos = match start {
+                StartAt::Next => position("tail", h.producer.tail.load(Acquire))?,
+                StartAt::Oldest => self.oldest_start(claim)?,
+            };
+            let mut c = pos;
+            let room = self.cap - (c & self.mask);
+            if room < HDR {
+                c += room;
+            }
+            // The stamp at the start is either the record's position (published: its seq
+            // word holds the number) or the unpublished stamp carrying the number.
+            // Acquire pairs with the Release stamp store in `commit`.
+            let stamp = self.region.word(c & self.mask).load(Acquire);
+            let seq = if stamp == c {
+                Some(self.region.word((c & self.mask) + 8).load(Relaxed))
+            } else {
+                unpublished_seq(stamp)
+            };
+            // Validate as a seqlock read: nothing at `c` was overwritten while we read it.
+            fence(Acquire);
+            if let Some(seq) = seq {
+                if h.producer.claim.load(Relaxed) <= c + self.cap {
+                    self.cursor = c;
+                    self.expected_seq = seq;
+                    return Ok(());
+                }
+            }
+        }
         Err(OpenError::AttachRace)
     }
 
     /// The first record boundary at or above `claim - capacity`, walking from the
     /// producer's head; falls back to the tail if the walk meets anything unexpected.
-    fn oldest_start(&self, claim: u64) -> u64 {
+    fn oldest_start(&self, claim: u64) -> Result<u64, OpenError> {
         let h = self.region.header();
-        let tail = h.producer.tail.load(Acquire);
-        let floor = claim.saturating_sub(self.cap);
+        let tail = position("tail", h.producer.tail.load(Acquire))?;
+        let floor = claim.min(MAX_POSITION).saturating_sub(self.cap);
         // Acquire pairs with the Release head store in `advance_head`.
         let mut q = h
             .producer
@@ -661,7 +872,7 @@ impl RingConsumer {
             }
             // Acquire pairs with the Release stamp store in `commit`.
             if self.region.word(idx).load(Acquire) != q {
-                return tail;
+                return Ok(tail);
             }
             let m = self.region.word(idx + 16).load(Relaxed);
             let (len, kind) = (m & 0xffff_ffff, (m >> 32) as u32);
@@ -670,19 +881,57 @@ impl RingConsumer {
                 KIND_MESSAGE if len <= self.max_message && record_size(len) <= room => {
                     q + record_size(len)
                 }
-                _ => return tail,
+                _ => return Ok(tail),
             };
         }
-        q.min(tail)
+        Ok(q.min(tail))
     }
 
     pub(crate) fn region(&self) -> &Arc<Region> {
         &self.region
     }
 
-    /// The next record, if it is published.
+    /// Validate the header words of a published record at `c` (index `idx`).
     #[inline]
-    pub(crate) fn poll(&mut self) -> Result<Option<Record>, Corruption> {
+    fn parse(&self, c: u64, idx: u64) -> Result<Parsed, Corruption> {
+        let room = self.cap - idx;
+        let m = self.region.word(idx + 16).load(Relaxed);
+        let (len, kind) = (m & 0xffff_ffff, (m >> 32) as u32);
+        let corrupt = |reason, value| Corruption {
+            position: c,
+            reason,
+            value,
+        };
+        match kind {
+            KIND_MESSAGE => {
+                if len > self.max_message {
+                    return Err(corrupt("length exceeds the maximum message size", len));
+                }
+                let rec = record_size(len);
+                if rec > room {
+                    return Err(corrupt("record crosses the end of the ring", len));
+                }
+                let mut end = c + rec;
+                let r = self.cap - (end & self.mask);
+                if r < HDR {
+                    end += r;
+                }
+                Ok(Parsed::Message { len, end })
+            }
+            // A producer pads only when the largest record would not fit.
+            KIND_PADDING if room < self.max_record => Ok(Parsed::Padding { end: c + room }),
+            _ => Err(corrupt("invalid record kind", u64::from(kind))),
+        }
+    }
+
+    /// The next record, if it is published (lossless consumers).
+    #[inline]
+    pub(crate) fn poll(&mut self) -> Result<Option<Record>, RecvTimeoutError> {
+        debug_assert!(!self.lossy);
+        // Evicted consumers must not read: the producer no longer respects our cursor.
+        if self.region.slot(self.slot).state.load(Relaxed) != self.state {
+            return Err(RecvTimeoutError::Evicted);
+        }
         // At most two rounds: a skip or a padding record moves the cursor to the start of
         // the next lap, where neither can occur again.
         for _ in 0..2 {
@@ -693,31 +942,13 @@ impl RingConsumer {
                 self.cursor = c + room;
                 continue;
             }
-            // Acquire pairs with the producer's Release stamp store in `commit`.
+            // Acquire pairs with the producer's Release stamp store in `publish_stamps`.
             if self.region.word(idx).load(Acquire) != c {
                 return Ok(None);
             }
-            let m = self.region.word(idx + 16).load(Relaxed);
-            let (len, kind) = (m & 0xffff_ffff, (m >> 32) as u32);
-            match kind {
-                KIND_MESSAGE => {
-                    let corrupt = |reason, value| Corruption {
-                        position: c,
-                        reason,
-                        value,
-                    };
-                    if len > self.max_message {
-                        return Err(corrupt("length exceeds the maximum message size", len));
-                    }
-                    let rec = record_size(len);
-                    if rec > room {
-                        return Err(corrupt("record crosses the end of the ring", len));
-                    }
+            match self.parse(c, idx).map_err(RecvTimeoutError::Corrupt)? {
+                Parsed::Message { len, end } => {
                     let seq = self.region.word(idx + 8).load(Relaxed);
-                    let mut end = c + rec;
-                    if self.cap - (end & self.mask) < HDR {
-                        end += self.cap - (end & self.mask);
-                    }
                     return Ok(Some(Record {
                         idx: idx + HDR,
                         len: len as usize,
@@ -725,27 +956,110 @@ impl RingConsumer {
                         end,
                     }));
                 }
-                KIND_PADDING if room < self.max_record => self.cursor = c + room,
-                _ => {
-                    return Err(Corruption {
-                        position: c,
-                        reason: "invalid record kind",
-                        value: u64::from(kind),
-                    })
+                Parsed::Padding { end } => self.cursor = end,
+            }
+        }
+        Ok(None)
+    }
+
+    /// Has the producer possibly overwritten position `c`? (Conservative: `claim` bounds
+    /// what it may have written.) Call after `fence(Acquire)` when validating a copy.
+    #[inline]
+    fn lapped(&self, c: u64) -> bool {
+        self.region.header().producer.claim.load(Relaxed) > c + self.cap
+    }
+
+    /// A lapped lossy consumer restarts at the oldest record still intact.
+    fn recover(&mut self) -> Result<(), RecvTimeoutError> {
+        // Acquire pairs with the Release claim store in `refresh`.
+        let claim = self.region.header().producer.claim.load(Acquire);
+        self.cursor = self.oldest_start(claim).map_err(|_| {
+            RecvTimeoutError::Corrupt(Corruption {
+                position: self.cursor,
+                reason: "impossible producer position",
+                value: claim,
+            })
+        })?;
+        Ok(())
+    }
+
+    /// The next message, copied into `dst` (lossy consumers). `Err(Lagged(n))` when the
+    /// producer overwrote `n` messages before we could copy them; the next call goes on at
+    /// the oldest message still present.
+    pub(crate) fn poll_lossy(
+        &mut self,
+        dst: &mut Vec<u8>,
+    ) -> Result<Option<u64>, RecvTimeoutError> {
+        debug_assert!(self.lossy);
+        // Each round either returns, skips to the next lap, or recovers from a lap; a
+        // producer lapping us on every round makes us report `Lagged` soon after.
+        for _ in 0..8 {
+            let c = self.cursor;
+            let idx = c & self.mask;
+            let room = self.cap - idx;
+            if room < HDR {
+                self.cursor = c + room;
+                continue;
+            }
+            // Acquire pairs with the producer's Release stamp store in `publish_stamps`.
+            let stamp = self.region.word(idx).load(Acquire);
+            if stamp != c {
+                fence(Acquire);
+                if self.lapped(c) {
+                    self.recover()?;
+                    continue;
+                }
+                return Ok(None);
+            }
+            let seq = self.region.word(idx + 8).load(Relaxed);
+            let parsed = self.parse(c, idx);
+            if let Ok(Parsed::Message { len, .. }) = parsed {
+                dst.resize(len as usize, 0);
+                self.region.copy_out_atomic(idx + HDR, dst);
+            }
+            // Seqlock validation: pairs with the producer's fence after it raised `claim`
+            // (in `refresh`): had any byte we read been overwritten, we would see the claim
+            // that allowed it.
+            fence(Acquire);
+            if self.lapped(c) {
+                self.recover()?;
+                continue;
+            }
+            match parsed.map_err(RecvTimeoutError::Corrupt)? {
+                Parsed::Padding { end } => self.cursor = end,
+                Parsed::Message { end, .. } => {
+                    if seq != self.expected_seq {
+                        if seq < self.expected_seq {
+                            return Err(RecvTimeoutError::Corrupt(Corruption {
+                                position: c,
+                                reason: "sequence number went backwards",
+                                value: seq,
+                            }));
+                        }
+                        // Report the gap; the message itself is read again next time.
+                        let lost = seq - self.expected_seq;
+                        self.expected_seq = seq;
+                        return Err(RecvTimeoutError::Lagged(lost));
+                    }
+                    self.cursor = end;
+                    self.expected_seq = seq + 1;
+                    self.stats.messages += 1;
+                    return Ok(Some(seq));
                 }
             }
         }
         Ok(None)
     }
 
-    /// Is a record published at the cursor? (A cheap re-check for sleepers.)
+    /// Is a record published at the cursor, or have we been lapped? (A cheap re-check for
+    /// sleepers.)
     fn ready(&self) -> bool {
         let mut c = self.cursor;
         let room = self.cap - (c & self.mask);
         if room < HDR {
             c += room;
         }
-        self.region.word(c & self.mask).load(Relaxed) == c
+        self.region.word(c & self.mask).load(Relaxed) == c || (self.lossy && self.lapped(c))
     }
 
     /// Release everything up to `end` (the end of the record just read).
@@ -758,9 +1072,16 @@ impl RingConsumer {
         }
     }
 
+    /// Release up to `end` without publishing (a batch publishes once, at its end).
+    #[inline]
+    pub(crate) fn release_quiet(&mut self, end: u64) {
+        self.cursor = end;
+        self.stats.messages += 1;
+    }
+
     /// Make our cursor visible to the producer, and wake it if it sleeps for space.
     pub(crate) fn publish(&mut self) {
-        if self.published == self.cursor {
+        if self.lossy || self.published == self.cursor {
             return;
         }
         let h = self.region.header();
@@ -780,8 +1101,8 @@ impl RingConsumer {
         }
     }
 
-    /// Called when `poll` found nothing: publish our progress, then tell whether the stream
-    /// ended (closed, producer dead, or we were evicted). `force_probe` probes the
+    /// Called when polling found nothing: publish our progress, then tell whether the
+    /// stream ended (closed, producer dead, or we were evicted). `force_probe` probes the
     /// producer's liveness lock now instead of at the rate limit.
     pub(crate) fn check_ended(&mut self, force_probe: bool) -> Option<Ended> {
         self.publish();
@@ -826,28 +1147,28 @@ impl RingConsumer {
         }
     }
 
-    /// Wait for the next record according to `policy` until `deadline`.
-    pub(crate) fn recv(
+    /// Poll with `poll` until it yields, waiting according to `policy` until `deadline`.
+    /// When the stream has ended, everything published before the end is still delivered
+    /// (one more poll after the end is seen).
+    pub(crate) fn wait_for<T>(
         &mut self,
         policy: WaitPolicy,
         deadline: Option<Instant>,
-    ) -> Result<Record, RecvTimeoutError> {
+        mut poll: impl FnMut(&mut Self) -> Result<Option<T>, RecvTimeoutError>,
+    ) -> Result<T, RecvTimeoutError> {
         let mut n = 0u32;
         let mut force_probe = false;
         loop {
-            if let Some(r) = self.poll().map_err(RecvTimeoutError::Corrupt)? {
+            if let Some(r) = poll(self)? {
                 return Ok(r);
             }
             if let Some(ended) = self.check_ended(force_probe) {
-                // Everything published before the close (or death) is visible now.
-                if let Some(r) = self.poll().map_err(RecvTimeoutError::Corrupt)? {
-                    return Ok(r);
+                if ended != Ended::Evicted {
+                    if let Some(r) = poll(self)? {
+                        return Ok(r);
+                    }
                 }
-                return Err(match ended {
-                    Ended::Closed => RecvTimeoutError::Disconnected,
-                    Ended::Died => RecvTimeoutError::ProducerDied,
-                    Ended::Evicted => RecvTimeoutError::Evicted,
-                });
+                return Err(ended.into());
             }
             force_probe = false;
             let remaining = match deadline {
@@ -866,9 +1187,19 @@ impl RingConsumer {
         }
     }
 
+    /// Wait for the next record (lossless consumers).
+    pub(crate) fn recv(
+        &mut self,
+        policy: WaitPolicy,
+        deadline: Option<Instant>,
+    ) -> Result<Record, RecvTimeoutError> {
+        self.wait_for(policy, deadline, Self::poll)
+    }
+
     /// Sleep on the data futex until the producer publishes (or a bound passes).
     fn sleep(&mut self, remaining: Option<Duration>) -> Wake {
-        let h = self.region.header();
+        let region = Arc::clone(&self.region);
+        let h = region.header();
         // Read the futex word first (see the module docs).
         let seen = h.data.word.load(Acquire);
         h.data.sleepers.fetch_add(1, Relaxed);
@@ -880,7 +1211,7 @@ impl RingConsumer {
         } else {
             let t = remaining.map_or(SLEEP_BOUND, |r| r.min(SLEEP_BOUND));
             self.stats.sleeps += 1;
-            self.region.wait(&h.data.word, seen, t)
+            region.wait(&h.data.word, seen, t)
         };
         h.data.sleepers.fetch_sub(1, Relaxed);
         wake
@@ -911,4 +1242,11 @@ impl RingConsumer {
         }
         self.region.unlock(LockId::Slot(self.slot));
     }
+}
+
+/// A validated record header.
+#[derive(Clone, Copy, Debug)]
+enum Parsed {
+    Message { len: u64, end: u64 },
+    Padding { end: u64 },
 }

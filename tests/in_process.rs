@@ -128,3 +128,56 @@ fn a_consumer_starting_at_oldest_sees_what_is_still_in_the_ring() {
     }
     assert_eq!(&*next.recv().unwrap(), &[10]);
 }
+
+#[test]
+fn a_batch_arrives_whole_and_in_order_across_wrap_around() {
+    let mut p = Producer::builder()
+        .capacity(512)
+        .create_in_process()
+        .unwrap();
+    let mut c = Consumer::builder().attach_to(&p).unwrap();
+    for round in 0..50u8 {
+        let batch: Vec<Vec<u8>> = (0..5u8)
+            .map(|i| vec![round ^ i; (i as usize * 7) % 40])
+            .collect();
+        p.send_batch(&batch).unwrap();
+        let mut got = Vec::new();
+        while got.len() < batch.len() {
+            c.recv_batch(16, |_, b| got.push(b.to_vec())).unwrap();
+        }
+        assert_eq!(got, batch, "round {round}");
+    }
+}
+
+#[test]
+fn a_lapped_lossy_consumer_counts_exactly_what_it_lost() {
+    let n = iterations(100_000);
+    let mut p = Producer::builder()
+        .capacity(1 << 10)
+        .create_in_process()
+        .unwrap();
+    let mut lossy = Consumer::builder().lossy().attach_to(&p).unwrap();
+    let reader = thread::spawn(move || {
+        let (mut delivered, mut lost, mut last) = (0u64, 0u64, None::<u64>);
+        let mut buf = Vec::new();
+        loop {
+            match lossy.recv_into(&mut buf) {
+                Ok(seq) => {
+                    assert!(last.is_none_or(|l| seq > l), "sequence went backwards");
+                    assert_eq!(buf, payload(seq, buf.len()), "torn copy of {seq}");
+                    last = Some(seq);
+                    delivered += 1;
+                }
+                Err(RecvError::Lagged(k)) => lost += k,
+                Err(RecvError::Disconnected) => return (delivered, lost),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    for (seq, len) in lengths(3, 100).take(n as usize).enumerate() {
+        p.try_send(&payload(seq as u64, len)).unwrap();
+    }
+    drop(p);
+    let (delivered, lost) = reader.join().unwrap();
+    assert_eq!(delivered + lost, n);
+}
