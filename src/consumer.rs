@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 /// ```
 /// use shmcast::{Consumer, StartAt, WaitPolicy};
 /// let producer = shmcast::Producer::builder().create_in_process()?;
-/// let consumer = Consumer::builder()
+/// let _consumer = Consumer::builder()
 ///     .start_at(StartAt::Oldest)
 ///     .wait_policy(WaitPolicy::BusySpin)
 ///     .attach_to(&producer)
@@ -130,8 +130,8 @@ impl ConsumerBuilder {
     /// # Examples
     /// ```
     /// let path = std::env::temp_dir().join(format!("shmcast-doc-open-{}", std::process::id()));
-    /// let producer = shmcast::Producer::builder().create_path(&path)?;
-    /// let consumer = shmcast::Consumer::builder().open_path(&path)?;
+    /// let _producer = shmcast::Producer::builder().create_path(&path)?;
+    /// let _consumer = shmcast::Consumer::builder().open_path(&path)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_path(&self, path: impl AsRef<Path>) -> Result<Consumer, OpenError> {
@@ -147,7 +147,7 @@ impl ConsumerBuilder {
     /// # Examples
     /// ```
     /// let producer = shmcast::Producer::builder().create_anonymous()?;
-    /// let consumer = shmcast::Consumer::builder().open_fd(producer.fd().unwrap())?;
+    /// let _consumer = shmcast::Consumer::builder().open_fd(producer.fd().unwrap())?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_fd(&self, fd: BorrowedFd<'_>) -> Result<Consumer, OpenError> {
@@ -163,7 +163,7 @@ impl ConsumerBuilder {
     /// # Examples
     /// ```
     /// let producer = shmcast::Producer::builder().create_in_process()?;
-    /// let consumer = shmcast::Consumer::builder().attach_to(&producer).unwrap();
+    /// let _consumer = shmcast::Consumer::builder().attach_to(&producer).unwrap();
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn attach_to(&self, producer: &Producer) -> Result<Consumer, OpenError> {
@@ -211,7 +211,7 @@ impl Consumer {
     ///
     /// # Examples
     /// ```
-    /// let b = shmcast::Consumer::builder();
+    /// let _b = shmcast::Consumer::builder();
     /// ```
     pub fn builder() -> ConsumerBuilder {
         ConsumerBuilder::default()
@@ -604,7 +604,7 @@ impl Iterator for Iter<'_> {
 /// # Examples
 /// ```
 /// let p = shmcast::Producer::builder().create_in_process()?;
-/// let lossy = shmcast::Consumer::builder().lossy().attach_to(&p).unwrap();
+/// let _lossy = shmcast::Consumer::builder().lossy().attach_to(&p).unwrap();
 /// # Ok::<(), shmcast::CreateError>(())
 /// ```
 #[derive(Clone, Debug)]
@@ -628,8 +628,8 @@ impl LossyConsumerBuilder {
     /// # Examples
     /// ```
     /// let name = format!("shmcast-doc-lossy-{}", std::process::id());
-    /// let producer = shmcast::Producer::builder().create(&name)?;
-    /// let lossy = shmcast::Consumer::builder().lossy().open(&name)?;
+    /// let _producer = shmcast::Producer::builder().create(&name)?;
+    /// let _lossy = shmcast::Consumer::builder().lossy().open(&name)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(&self, name: &str) -> Result<LossyConsumer, OpenError> {
@@ -644,8 +644,8 @@ impl LossyConsumerBuilder {
     /// # Examples
     /// ```
     /// let path = std::env::temp_dir().join(format!("shmcast-doc-lossy-{}", std::process::id()));
-    /// let producer = shmcast::Producer::builder().create_path(&path)?;
-    /// let lossy = shmcast::Consumer::builder().lossy().open_path(&path)?;
+    /// let _producer = shmcast::Producer::builder().create_path(&path)?;
+    /// let _lossy = shmcast::Consumer::builder().lossy().open_path(&path)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_path(&self, path: impl AsRef<Path>) -> Result<LossyConsumer, OpenError> {
@@ -660,7 +660,7 @@ impl LossyConsumerBuilder {
     /// # Examples
     /// ```
     /// let producer = shmcast::Producer::builder().create_anonymous()?;
-    /// let lossy = shmcast::Consumer::builder().lossy().open_fd(producer.fd().unwrap())?;
+    /// let _lossy = shmcast::Consumer::builder().lossy().open_fd(producer.fd().unwrap())?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_fd(&self, fd: BorrowedFd<'_>) -> Result<LossyConsumer, OpenError> {
@@ -675,7 +675,7 @@ impl LossyConsumerBuilder {
     /// # Examples
     /// ```
     /// let producer = shmcast::Producer::builder().create_in_process()?;
-    /// let lossy = shmcast::Consumer::builder().lossy().attach_to(&producer).unwrap();
+    /// let _lossy = shmcast::Consumer::builder().lossy().attach_to(&producer).unwrap();
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn attach_to(&self, producer: &Producer) -> Result<LossyConsumer, OpenError> {

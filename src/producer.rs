@@ -222,9 +222,9 @@ impl ProducerBuilder {
     /// let mut first = shmcast::Producer::builder().remove_on_drop(false).create(&name)?;
     /// first.send(b"one").unwrap();
     /// drop(first);
-    /// let second = shmcast::Producer::builder().open(&name)?;
-    /// drop(second);
-    /// shmcast::remove(&name)?;
+    /// let mut second = shmcast::Producer::builder().open(&name)?;
+    /// second.send(b"two")?;
+    /// drop(second); // removes the name: remove_on_drop defaults to true
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(&self, name: &str) -> Result<Producer, OpenError> {
@@ -282,7 +282,7 @@ impl Producer {
     ///
     /// # Examples
     /// ```
-    /// let producer = shmcast::Producer::builder().capacity(1 << 12).create_in_process()?;
+    /// let _producer = shmcast::Producer::builder().capacity(1 << 12).create_in_process()?;
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn builder() -> ProducerBuilder {
@@ -547,7 +547,7 @@ impl Producer {
     /// # Examples
     /// ```
     /// let p = shmcast::Producer::builder().create_anonymous()?;
-    /// let consumer = shmcast::Consumer::builder().open_fd(p.fd().unwrap()).unwrap();
+    /// let _consumer = shmcast::Consumer::builder().open_fd(p.fd().unwrap()).unwrap();
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
