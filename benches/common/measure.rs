@@ -1,0 +1,569 @@
+//! The measurements, one method for every transport.
+//!
+//! - **Round trip**: the parent sends a `size`-byte message, the child sends it back, the
+//!   parent receives it. Timed one by one with `Instant` (every sample includes about one
+//!   clock read: see [`super::sys::timer_overhead_ns`]) into an HDR histogram, after a
+//!   warm-up; then timed in batches of 64, whose per-round-trip means have almost no clock
+//!   in them (their median is the figure ratios are taken from).
+//! - **One-way throughput**: the parent sends `n` messages back to back, the last one
+//!   tagged; the child checks every sequence number and acknowledges the tagged one with
+//!   its `CLOCK_MONOTONIC` time. Throughput is `n` over (that time minus the parent's start).
+//!   Batch sizes are calibrated to a target duration.
+//! - **Fan-out**: the same with `k` consumer processes on one ring.
+//! - **Idle**: a consumer blocks on an empty transport; it reports the CPU time it used
+//!   and how late it woke for the message that ended the wait.
+
+use super::child::{Child, Role};
+use super::sys::{self, SharedPage};
+use super::transport::{self, Dir, Kind, Link, RingSize, ACK, QUIT};
+use hdrhistogram::Histogram;
+use shmcast::ProducerStats;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering::{Acquire, Release};
+use std::time::{Duration, Instant};
+
+/// Knobs shared by every measurement.
+#[derive(Clone, Copy, Debug)]
+pub struct Opts {
+    /// Pin the parent to CPU 0 (done by the caller, once) and children to CPU 1.
+    pub pin: bool,
+    /// Ring capacity for round trips (each direction).
+    pub rt_capacity: usize,
+    /// Ring capacity for streaming and fan-out.
+    pub stream_capacity: usize,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            pin: false,
+            rt_capacity: 64 << 10,
+            stream_capacity: 1 << 20,
+        }
+    }
+}
+
+/// A new histogram of nanoseconds (1 ns to 100 s, 3 significant digits).
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
+}
+
+// One per session; boxing would add an indirection to the measured path.
+#[allow(clippy::large_enum_variant)]
+enum RtSide {
+    Link(Link),
+    Floor(SharedPage),
+}
+
+/// A parent and an echoing child, ready for round trips.
+pub struct RoundTrip {
+    side: RtSide,
+    child: Child,
+    msg: Vec<u8>,
+    scratch: Vec<u8>,
+    seq: u64,
+}
+
+impl RoundTrip {
+    /// Spawn the echo child for `kind` with `size`-byte messages.
+    pub fn start(kind: Kind, size: usize, opts: &Opts) -> io::Result<RoundTrip> {
+        let (side, mut child) = if kind == Kind::Floor {
+            let page = SharedPage::create()?;
+            let spec = [page.raw_fd().to_string()];
+            let child = Child::spawn(Role::Echo, kind, size, opts.pin, 1, &spec, &[page.raw_fd()])?;
+            (RtSide::Floor(page), child)
+        } else {
+            let ring = RingSize {
+                capacity: opts.rt_capacity,
+                max_consumers: 4,
+            };
+            let mut prep = transport::prepare(kind, size, Dir::Both, ring)?;
+            let fds: Vec<_> = prep.pass.iter().map(|f| f.as_raw_fd()).collect();
+            let mut child = Child::spawn(Role::Echo, kind, size, opts.pin, 1, &prep.spec, &fds)?;
+            prep.pass.clear();
+            child.expect("ready")?;
+            prep.after_ready()?;
+            (RtSide::Link(prep.link), child)
+        };
+        if let RtSide::Floor(_) = side {
+            child.expect("ready")?;
+        }
+        Ok(RoundTrip {
+            side,
+            child,
+            msg: vec![0x5a; size],
+            scratch: vec![0; size],
+            seq: 0,
+        })
+    }
+
+    /// Run `n` round trips, each timed into `hist`, stopping early after `budget`.
+    /// Returns how many ran.
+    pub fn timed(
+        &mut self,
+        n: u64,
+        hist: &mut Histogram<u64>,
+        budget: Duration,
+    ) -> io::Result<u64> {
+        let start = Instant::now();
+        let mut done = 0;
+        while done < n {
+            let t0 = Instant::now();
+            self.one()?;
+            let t1 = Instant::now();
+            let _ = hist.record((t1 - t0).as_nanos().max(1) as u64);
+            done += 1;
+            if done % 256 == 0 && t1 - start > budget {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Run `n` round trips in batches of `batch` between two clock reads, recording each
+    /// batch's mean round trip into `hist` (so a sample carries 1/`batch` of a clock read);
+    /// stops early after `budget`. Returns how many ran.
+    pub fn batched(
+        &mut self,
+        n: u64,
+        batch: u64,
+        hist: &mut Histogram<u64>,
+        budget: Duration,
+    ) -> io::Result<u64> {
+        let start = Instant::now();
+        let mut done = 0;
+        while done < n {
+            let b = (n - done).min(batch);
+            let t0 = Instant::now();
+            for _ in 0..b {
+                self.one()?;
+            }
+            let t1 = Instant::now();
+            let _ = hist.record(((t1 - t0).as_nanos() as u64 / b).max(1));
+            done += b;
+            if t1 - start > budget {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Run `n` round trips between two clock reads (criterion's `iter_custom`).
+    pub fn run(&mut self, n: u64) -> io::Result<Duration> {
+        let start = Instant::now();
+        for _ in 0..n {
+            self.one()?;
+        }
+        Ok(start.elapsed())
+    }
+
+    /// Untimed round trips (warm-up).
+    pub fn warm_up(&mut self, n: u64, budget: Duration) -> io::Result<()> {
+        let start = Instant::now();
+        for i in 0..n {
+            self.one()?;
+            if i % 256 == 0 && start.elapsed() > budget {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One round trip.
+    #[inline]
+    fn one(&mut self) -> io::Result<()> {
+        let seq = self.seq;
+        self.seq += 1;
+        match &mut self.side {
+            RtSide::Floor(page) => {
+                let a = page.atomic();
+                // Release/Acquire, as the ring's publication.
+                a.store(2 * seq + 1, Release);
+                while a.load(Acquire) != 2 * seq + 2 {
+                    std::hint::spin_loop();
+                }
+                Ok(())
+            }
+            RtSide::Link(link) => {
+                self.msg[..8].copy_from_slice(&seq.to_le_bytes());
+                link.send(&self.msg)?;
+                match link.recv_tag(&mut self.scratch)? {
+                    Some(t) if t == seq => Ok(()),
+                    other => Err(io::Error::other(format!(
+                        "round trip {seq} came back as {other:?}"
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Stop the child. Returns the producer counters of the parent's ring (shmcast only).
+    pub fn finish(mut self) -> io::Result<Option<ProducerStats>> {
+        let stats = match &mut self.side {
+            RtSide::Floor(page) => {
+                page.atomic().store(QUIT, Release);
+                None
+            }
+            RtSide::Link(link) => {
+                self.msg[..8].copy_from_slice(&QUIT.to_le_bytes());
+                link.send(&self.msg)?;
+                link.producer_stats()
+            }
+        };
+        self.child.expect("done")?;
+        drop(self.side);
+        self.child.wait()?;
+        Ok(stats)
+    }
+}
+
+/// Percentiles of one round-trip figure.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RtFigure {
+    /// Timed samples.
+    pub samples: u64,
+    /// Nanoseconds.
+    pub p50: u64,
+    /// Nanoseconds.
+    pub p99: u64,
+    /// Nanoseconds.
+    pub p999: u64,
+    /// Nanoseconds.
+    pub max: u64,
+    /// Median over batches of 64 round trips of the batch's mean round trip, nanoseconds
+    /// (a 64th of a clock read per sample; robust to preemption spikes).
+    pub batched_p50: u64,
+    /// FUTEX_WAKE syscalls per message made by the parent's producer (shmcast only).
+    pub wakes_per_msg: Option<f64>,
+}
+
+/// Measure round trips: `warmup` untimed, then `iters` timed one by one, then `iters` in
+/// timed batches of 64; each phase stops after `budget`.
+pub fn round_trip(
+    kind: Kind,
+    size: usize,
+    iters: u64,
+    warmup: u64,
+    budget: Duration,
+    opts: &Opts,
+) -> io::Result<RtFigure> {
+    let mut rt = RoundTrip::start(kind, size, opts)?;
+    rt.warm_up(warmup, budget)?;
+    let mut hist = histogram();
+    let samples = rt.timed(iters, &mut hist, budget)?;
+    let mut batches = histogram();
+    rt.batched(iters, 64, &mut batches, budget)?;
+    let total = rt.seq;
+    let stats = rt.finish()?;
+    Ok(RtFigure {
+        samples,
+        p50: hist.value_at_quantile(0.5),
+        p99: hist.value_at_quantile(0.99),
+        p999: hist.value_at_quantile(0.999),
+        max: hist.max(),
+        batched_p50: batches.value_at_quantile(0.5),
+        wakes_per_msg: stats.map(|s| s.wake_syscalls as f64 / total.max(1) as f64),
+    })
+}
+
+/// A parent producer and `k` sink children.
+pub struct Stream {
+    link: Link,
+    children: Vec<Child>,
+    /// Messages per `send_batch` (1: `send` one by one).
+    batch: usize,
+    msgs: Vec<Vec<u8>>,
+    seq: u64,
+}
+
+/// The outcome of one streamed batch.
+#[derive(Clone, Debug)]
+pub struct StreamRun {
+    /// Messages sent.
+    pub n: u64,
+    /// Time the parent took to send them all.
+    pub send: Duration,
+    /// Per child: from the parent's first send to that child's receipt of the last.
+    pub done: Vec<Duration>,
+    /// Producer counters over the batch (shmcast only).
+    pub stats: Option<ProducerStats>,
+}
+
+impl StreamRun {
+    /// Time until the slowest child had everything.
+    pub fn elapsed(&self) -> Duration {
+        self.done.iter().copied().max().unwrap_or(self.send)
+    }
+
+    /// End-to-end messages per second (to the slowest child).
+    pub fn msgs_per_sec(&self) -> f64 {
+        self.n as f64 / self.elapsed().as_secs_f64()
+    }
+
+    /// Messages per second the producer sent at.
+    pub fn send_rate(&self) -> f64 {
+        self.n as f64 / self.send.as_secs_f64()
+    }
+
+    /// Wake syscalls per message (shmcast only).
+    pub fn wakes_per_msg(&self) -> Option<f64> {
+        self.stats
+            .map(|s| s.wake_syscalls as f64 / self.n.max(1) as f64)
+    }
+}
+
+fn stats_delta(a: Option<ProducerStats>, b: Option<ProducerStats>) -> Option<ProducerStats> {
+    let (a, b) = (a?, b?);
+    Some(ProducerStats {
+        messages: b.messages - a.messages,
+        wake_syscalls: b.wake_syscalls - a.wake_syscalls,
+        full_waits: b.full_waits - a.full_waits,
+        sleeps: b.sleeps - a.sleeps,
+        rescans: b.rescans - a.rescans,
+        evictions: b.evictions - a.evictions,
+    })
+}
+
+impl Stream {
+    /// Spawn `consumers` children receiving `size`-byte messages over `kind` (only shmcast
+    /// kinds take more than one), in `role` (sink or idle). With `batch > 1` the parent
+    /// sends and the children receive up to `batch` messages per call (shmcast's batch API;
+    /// other transports still move one message per call).
+    pub fn start(
+        kind: Kind,
+        size: usize,
+        consumers: usize,
+        role: Role,
+        batch: usize,
+        opts: &Opts,
+    ) -> io::Result<Stream> {
+        assert!(
+            consumers == 1 || kind.is_shmcast(),
+            "fan-out is a shmcast figure"
+        );
+        let ring = RingSize {
+            capacity: opts.stream_capacity,
+            max_consumers: consumers.max(4) as u32,
+        };
+        let mut prep = transport::prepare(kind, size, Dir::ParentSends, ring)?;
+        let fds: Vec<_> = prep.pass.iter().map(|f| f.as_raw_fd()).collect();
+        let mut children = Vec::with_capacity(consumers);
+        for _ in 0..consumers {
+            children.push(Child::spawn(
+                role, kind, size, opts.pin, batch, &prep.spec, &fds,
+            )?);
+        }
+        prep.pass.clear();
+        for c in &mut children {
+            c.expect("ready")?;
+        }
+        let batch = batch.max(1);
+        Ok(Stream {
+            link: prep.link,
+            children,
+            batch,
+            msgs: vec![vec![0x5a; size]; batch],
+            seq: 0,
+        })
+    }
+
+    /// Send `n` messages back to back and wait until every child has them.
+    pub fn run(&mut self, n: u64) -> io::Result<StreamRun> {
+        assert!(n > 0);
+        let before = self.link.producer_stats();
+        let t0 = sys::mono_ns();
+        let mut i = 0;
+        while i < n {
+            let b = (n - i).min(self.batch as u64) as usize;
+            for m in &mut self.msgs[..b] {
+                i += 1;
+                let tag = if i == n { self.seq | ACK } else { self.seq };
+                m[..8].copy_from_slice(&tag.to_le_bytes());
+                self.seq += 1;
+            }
+            if self.batch == 1 {
+                self.link.send(&self.msgs[0])?;
+            } else {
+                self.link.send_batch(&self.msgs[..b])?;
+            }
+        }
+        let t1 = sys::mono_ns();
+        let mut done = Vec::with_capacity(self.children.len());
+        for c in &mut self.children {
+            let words = c.expect("ack")?;
+            let at: u64 = words
+                .get(1)
+                .and_then(|w| w.parse().ok())
+                .ok_or_else(|| io::Error::other("bad ack"))?;
+            done.push(Duration::from_nanos(at.saturating_sub(t0)));
+        }
+        Ok(StreamRun {
+            n,
+            send: Duration::from_nanos(t1 - t0),
+            done,
+            stats: stats_delta(before, self.link.producer_stats()),
+        })
+    }
+
+    /// Grow the batch until it takes about a tenth of `target`, then run one batch sized
+    /// for `target` and return it. `max_n` caps the batch (e.g. to fit a ring).
+    pub fn calibrated(&mut self, target: Duration, max_n: u64) -> io::Result<StreamRun> {
+        let mut n = 64.min(max_n).max(1);
+        loop {
+            let r = self.run(n)?;
+            let el = r.elapsed();
+            if el >= target / 10 || n >= max_n {
+                let scale = target.as_secs_f64() / el.as_secs_f64().max(1e-9);
+                let m = ((n as f64 * scale) as u64).clamp(1, max_n);
+                return self.run(m);
+            }
+            n = (n * 4).min(max_n);
+        }
+    }
+
+    /// Send one message every `gap` (busy-waiting on the clock between sends) and return
+    /// the batch (its `send` is the pacing duration).
+    pub fn paced(&mut self, n: u64, gap: Duration) -> io::Result<StreamRun> {
+        let before = self.link.producer_stats();
+        let t0 = sys::mono_ns();
+        let start = Instant::now();
+        for i in 0..n {
+            let due = start + gap * i as u32;
+            while Instant::now() < due {
+                std::hint::spin_loop();
+            }
+            let tag = if i + 1 == n { self.seq | ACK } else { self.seq };
+            self.msgs[0][..8].copy_from_slice(&tag.to_le_bytes());
+            self.link.send(&self.msgs[0])?;
+            self.seq += 1;
+        }
+        let t1 = sys::mono_ns();
+        let mut done = Vec::new();
+        for c in &mut self.children {
+            let words = c.expect("ack")?;
+            let at: u64 = words.get(1).and_then(|w| w.parse().ok()).unwrap_or(t1);
+            done.push(Duration::from_nanos(at.saturating_sub(t0)));
+        }
+        Ok(StreamRun {
+            n,
+            send: Duration::from_nanos(t1 - t0),
+            done,
+            stats: stats_delta(before, self.link.producer_stats()),
+        })
+    }
+
+    /// Send one message tagged with the current `CLOCK_MONOTONIC` time (for idle children).
+    pub fn send_stamp(&mut self) -> io::Result<()> {
+        let now = sys::mono_ns();
+        self.msgs[0][..8].copy_from_slice(&now.to_le_bytes());
+        self.link.send(&self.msgs[0])
+    }
+
+    /// The children, to read their reports.
+    pub fn children(&mut self) -> &mut [Child] {
+        &mut self.children
+    }
+
+    /// Stop the children.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.msgs[0][..8].copy_from_slice(&QUIT.to_le_bytes());
+        self.link.send(&self.msgs[0])?;
+        for c in &mut self.children {
+            c.expect("done")?;
+        }
+        drop(self.link);
+        for c in self.children {
+            c.wait()?;
+        }
+        Ok(())
+    }
+}
+
+/// One-way throughput of one transport and size, calibrated to `target`, sending `batch`
+/// messages per call (1: one by one).
+pub fn throughput(
+    kind: Kind,
+    size: usize,
+    batch: usize,
+    target: Duration,
+    opts: &Opts,
+) -> io::Result<StreamRun> {
+    let mut s = Stream::start(kind, size, 1, Role::Sink, batch, opts)?;
+    let r = s.calibrated(target, u64::MAX / 4)?;
+    s.finish()?;
+    Ok(r)
+}
+
+/// What an idle consumer reported.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdleFigure {
+    /// CPU time (user + system) used while blocked, nanoseconds.
+    pub cpu_ns: u64,
+    /// How long it was blocked, nanoseconds.
+    pub wall_ns: u64,
+    /// From the send of the message that ended the wait to its receipt, nanoseconds.
+    pub wake_ns: u64,
+    /// Voluntary context switches while blocked.
+    pub voluntary: u64,
+    /// Involuntary context switches while blocked.
+    pub involuntary: u64,
+    /// Futex sleeps (shmcast only).
+    pub sleeps: u64,
+}
+
+impl IdleFigure {
+    /// CPU milliseconds used per second of idling.
+    pub fn cpu_ms_per_s(&self) -> f64 {
+        self.cpu_ns as f64 / 1e6 / (self.wall_ns as f64 / 1e9).max(1e-9)
+    }
+}
+
+/// Block a consumer on an empty `kind` for `idle`, then wake it with one message.
+pub fn idle(kind: Kind, idle: Duration, opts: &Opts) -> io::Result<IdleFigure> {
+    let mut s = Stream::start(kind, 64, 1, Role::Idle, 1, opts)?;
+    std::thread::sleep(idle);
+    s.send_stamp()?;
+    let w = s.children()[0].expect("idle")?;
+    let num = |i: usize| -> io::Result<u64> {
+        w.get(i)
+            .and_then(|x| x.parse().ok())
+            .ok_or_else(|| io::Error::other("bad idle report"))
+    };
+    let fig = IdleFigure {
+        cpu_ns: num(1)?,
+        wall_ns: num(2)?,
+        wake_ns: num(3)?,
+        voluntary: num(4)?,
+        involuntary: num(5)?,
+        sleeps: num(6)?,
+    };
+    s.finish()?;
+    Ok(fig)
+}
+
+/// Single-process `memcpy` bandwidth in bytes/s: `size`-byte copies from one source
+/// buffer into consecutive slots of a `footprint`-byte destination (like a producer
+/// filling a ring of that capacity), for about `target`.
+pub fn memcpy_bandwidth(size: usize, footprint: usize, target: Duration) -> f64 {
+    let src = vec![0x5au8; size];
+    let slots = (footprint / size).max(1);
+    let mut dst = vec![0u8; slots * size];
+    // Fault the destination in first, as a ring's pages are before it is measured.
+    for s in 0..slots {
+        dst[s * size..(s + 1) * size].copy_from_slice(&src);
+    }
+    let mut copies = 0u64;
+    let start = Instant::now();
+    loop {
+        for s in 0..slots {
+            dst[s * size..(s + 1) * size].copy_from_slice(std::hint::black_box(&src));
+        }
+        std::hint::black_box(&mut dst);
+        copies += slots as u64;
+        if start.elapsed() >= target {
+            break;
+        }
+    }
+    (copies * size as u64) as f64 / start.elapsed().as_secs_f64()
+}

@@ -1,0 +1,172 @@
+//! Small OS helpers: clocks, CPU time, pinning, the shared page of the floor.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+/// `CLOCK_MONOTONIC` in nanoseconds: comparable across processes (unlike `Instant`).
+pub fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// CPU time (user + system) and context switches (voluntary, involuntary) of this process.
+pub fn cpu_usage() -> (u64, u64, u64) {
+    // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage; RUSAGE_SELF always exists.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let ns = |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000_000 + tv.tv_usec as u64 * 1000;
+    (
+        ns(ru.ru_utime) + ns(ru.ru_stime),
+        ru.ru_nvcsw as u64,
+        ru.ru_nivcsw as u64,
+    )
+}
+
+/// Pin the calling thread (the whole process, for our single-threaded roles) to `cpu`.
+pub fn pin_to(cpu: usize) -> io::Result<()> {
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is below CPU_SETSIZE (checked by the caller's `cpus()` modulo); the
+    // macro only sets a bit in `set`.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the size we pass; pid 0 is the caller.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Online CPUs (not `available_parallelism`, which shrinks once this process is pinned).
+pub fn cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).unwrap_or(1).max(1)
+}
+
+/// The CPU a child process is pinned to when pinning is on (the parent takes CPU 0).
+pub fn child_cpu() -> usize {
+    1 % cpus()
+}
+
+/// Mean cost of one `Instant::now()` (every per-iteration sample includes about one).
+pub fn timer_overhead_ns() -> f64 {
+    let n = 200_000u32;
+    let t = Instant::now();
+    let mut acc = 0u32;
+    for _ in 0..n {
+        acc = acc.wrapping_add(
+            std::hint::black_box(Instant::now())
+                .elapsed()
+                .subsec_nanos(),
+        );
+    }
+    std::hint::black_box(acc);
+    // Each iteration reads the clock twice.
+    t.elapsed().as_nanos() as f64 / f64::from(n) / 2.0
+}
+
+/// The 1-, 5- and 15-minute load averages, as the kernel prints them.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Kernel release and CPU model, for the report header.
+pub fn machine() -> String {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    format!("Linux {kernel}, {} x {model}", cpus())
+}
+
+/// One page of shared memory (a memfd, mapped shared) holding the floor's `AtomicU64`.
+pub struct SharedPage {
+    fd: OwnedFd,
+    ptr: *mut u8,
+}
+
+impl SharedPage {
+    const LEN: usize = 4096;
+
+    /// A new zeroed page.
+    pub fn create() -> io::Result<SharedPage> {
+        // SAFETY: a NUL-terminated name and valid flags; returns a new fd or -1.
+        let fd = unsafe { libc::memfd_create(c"shmcast-bench-floor".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned to us and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: a valid fd and length.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), Self::LEN as libc::off_t) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Self::map(fd)
+    }
+
+    /// Map an inherited page.
+    pub fn from_fd(fd: OwnedFd) -> io::Result<SharedPage> {
+        Self::map(fd)
+    }
+
+    fn map(fd: OwnedFd) -> io::Result<SharedPage> {
+        // SAFETY: a fresh shared mapping of a file at least LEN bytes long; the kernel picks
+        // the address.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                Self::LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(SharedPage {
+            fd,
+            ptr: ptr.cast(),
+        })
+    }
+
+    /// The descriptor (to hand to the child).
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// The atomic at offset 0.
+    pub fn atomic(&self) -> &AtomicU64 {
+        // SAFETY: the mapping is page aligned, LEN >= 8 bytes, lives as long as `self`, and
+        // is only ever accessed through this atomic (by both processes).
+        unsafe { &*(self.ptr as *const AtomicU64) }
+    }
+}
+
+impl Drop for SharedPage {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` is our mapping of LEN bytes; no reference into it outlives `self`.
+        unsafe { libc::munmap(self.ptr.cast(), Self::LEN) };
+    }
+}
