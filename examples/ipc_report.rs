@@ -17,7 +17,7 @@ mod common;
 
 use clap::{Parser, ValueEnum};
 use common::child::Role;
-use common::measure::{self, Opts, RtFigure, Stream, StreamRun};
+use common::measure::{self, Opts, RtFigure, RtPlan, Stream, StreamRun};
 use common::sys;
 use common::table::{self, Cell, Fmt, Table};
 use common::transport::{capacity_for, Kind};
@@ -45,7 +45,8 @@ enum Figure {
 #[derive(Parser, Debug)]
 #[command(about = "Compare shmcast with every other IPC transport, cross-process, in one run")]
 struct Cli {
-    /// Timed round trips per transport and size (and as many again in batches of 64).
+    /// Timed round trips per transport and size over all rounds (and as many again in
+    /// batches of 64).
     #[arg(long, default_value_t = 10_000)]
     iterations: u64,
     /// Untimed round trips before timing.
@@ -76,10 +77,15 @@ struct Cli {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Markdown)]
     format: Format,
-    /// Stop any one round-trip phase after this many seconds.
+    /// Interleaved rounds for round trips and throughput: each transport is measured once
+    /// per round, in turn; ratios are medians of per-round ratios.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    rounds: u64,
+    /// Stop any one round-trip phase of a transport after this many seconds (over all
+    /// rounds).
     #[arg(long, default_value_t = 0.5)]
     budget_secs: f64,
-    /// Target duration of each throughput measurement, in seconds.
+    /// Target duration of each throughput measurement (over all rounds), in seconds.
     #[arg(long, default_value_t = 0.2)]
     throughput_secs: f64,
     /// How long each idle consumer blocks, in seconds.
@@ -108,12 +114,12 @@ fn progress(quiet: bool, what: std::fmt::Arguments<'_>) {
     }
 }
 
-/// One measured throughput row.
+/// One measured throughput row (one run per round).
 struct TputRow {
     label: String,
     kind: Kind,
     batch: usize,
-    run: StreamRun,
+    runs: Vec<StreamRun>,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -125,6 +131,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cli.budget_secs = cli.budget_secs.min(0.05);
         cli.throughput_secs = cli.throughput_secs.min(0.01);
         cli.idle_secs = cli.idle_secs.min(0.1);
+        cli.rounds = cli.rounds.min(2);
     }
     for &s in cli.sizes.iter().chain(&cli.tput_sizes) {
         if !(8..=1 << 20).contains(&s) {
@@ -176,36 +183,46 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Round trips.
     if figures.contains(&Figure::Rt) {
         for &size in &cli.sizes {
-            let mut figs: Vec<(Kind, Result<RtFigure, String>)> = Vec::new();
-            for &kind in &kinds {
-                progress(quiet, format_args!("round trip {size} B: {}", kind.name()));
-                let f = measure::round_trip(kind, size, cli.iterations, cli.warmup, budget, &opts)
-                    .map_err(|e| e.to_string());
-                figs.push((kind, f));
-            }
-            let central = |k: Kind| {
+            let plan = RtPlan {
+                size,
+                iters: cli.iterations,
+                warmup: cli.warmup,
+                budget,
+                rounds: cli.rounds,
+            };
+            let figs = measure::round_trips(&kinds, &plan, &opts, &mut |k, r| {
+                progress(
+                    quiet,
+                    format_args!("round trip {size} B, round {}: {}", r + 1, k.name()),
+                )
+            });
+            let fig = |k: Kind| {
                 figs.iter()
                     .find(|(kind, _)| *kind == k)
                     .and_then(|(_, f)| f.as_ref().ok())
-                    .map(|f| f.batched_p50 as f64)
             };
-            let shm = central(Kind::ShmAdaptive);
+            let vs = |f: &RtFigure, k: Kind| match fig(k) {
+                Some(b) => Cell::Num(f.ratio_to(b), Fmt::Ratio),
+                None => Cell::Na(String::new()),
+            };
             if size == 64 {
-                targets.rt_spin_vs_floor = central(Kind::ShmSpin)
-                    .zip(central(Kind::Floor))
-                    .map(|(a, b)| a / b);
-                targets.rt_sleep_vs_pipe = central(Kind::ShmSleep)
-                    .zip(central(Kind::Pipe))
-                    .map(|(a, b)| a / b);
+                targets.rt_spin_vs_floor = fig(Kind::ShmSpin)
+                    .zip(fig(Kind::Floor))
+                    .map(|(a, b)| a.ratio_to(b));
+                targets.rt_sleep_vs_pipe = fig(Kind::ShmSleep)
+                    .zip(fig(Kind::Pipe))
+                    .map(|(a, b)| a.ratio_to(b));
             }
             let mut t = Table::new(
                 format!("Round trip, {size} B"),
                 format!(
                     "Parent sends, child echoes. p50..max: each round trip timed alone \
                      (includes one clock read, ~{timer:.0} ns). batched p50: median over batches \
-                     of 64 of the mean round trip, nearly clock-free; ratios use it \
-                     (÷ shmcast-adaptive: above 1 is slower than shmcast). The floor carries no \
-                     payload."
+                     of 64 of the mean round trip, nearly clock-free. Ratios: median over {} \
+                     interleaved rounds of per-round ratios of batched p50s (÷ \
+                     shmcast-adaptive: above 1 is slower than shmcast). The floor carries no \
+                     payload.",
+                    cli.rounds
                 ),
                 &[
                     ("transport", "transport"),
@@ -222,16 +239,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             for (kind, f) in &figs {
                 match f {
                     Ok(f) => {
-                        let c = f.batched_p50 as f64;
                         t.row(vec![
                             Cell::text(kind.name()),
                             Cell::Num(f.p50 as f64, Fmt::Ns),
                             Cell::Num(f.p99 as f64, Fmt::Ns),
                             Cell::Num(f.p999 as f64, Fmt::Ns),
                             Cell::Num(f.max as f64, Fmt::Ns),
-                            Cell::Num(c, Fmt::Ns),
-                            ratio(c, shm),
-                            ratio(c, central(Kind::Floor)),
+                            Cell::Num(f.batched_p50 as f64, Fmt::Ns),
+                            vs(f, Kind::ShmAdaptive),
+                            vs(f, Kind::Floor),
                             Cell::Num(f.samples as f64, Fmt::Plain(0)),
                         ]);
                     }
@@ -250,8 +266,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut wake_rows: Vec<(String, f64, f64)> = Vec::new();
     if figures.contains(&Figure::Tput) {
         for &size in &cli.tput_sizes {
-            let mut rows: Vec<TputRow> = Vec::new();
-            let mut failed: Vec<(String, String)> = Vec::new();
             let mut plan: Vec<(Kind, usize)> = Vec::new();
             for &k in kinds.iter().filter(|k| k.carries_messages()) {
                 plan.push((k, 1));
@@ -259,48 +273,60 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     plan.push((k, cli.batch.max(2)));
                 }
             }
-            for (kind, batch) in plan {
-                let label = if batch > 1 {
+            let label = |(kind, batch): (Kind, usize)| {
+                if batch > 1 {
                     format!("{} batch {batch}", kind.name())
                 } else {
                     kind.name().to_string()
-                };
-                progress(quiet, format_args!("throughput {size} B: {label}"));
-                match measure::throughput(kind, size, batch, target, &opts) {
-                    Ok(run) => rows.push(TputRow {
-                        label,
+                }
+            };
+            let results =
+                measure::throughputs(&plan, size, target, cli.rounds, &opts, &mut |i, r| {
+                    progress(
+                        quiet,
+                        format_args!("throughput {size} B, round {}: {}", r + 1, label(plan[i])),
+                    )
+                });
+            let mut rows: Vec<TputRow> = Vec::new();
+            let mut failed: Vec<(String, String)> = Vec::new();
+            for (&(kind, batch), r) in plan.iter().zip(results) {
+                match r {
+                    Ok(runs) => rows.push(TputRow {
+                        label: label((kind, batch)),
                         kind,
                         batch,
-                        run,
+                        runs,
                     }),
-                    Err(e) => failed.push((label, e.to_string())),
+                    Err(e) => failed.push((label((kind, batch)), e)),
                 }
             }
             progress(quiet, format_args!("throughput {size} B: memcpy"));
             let footprint = capacity_for(opts.stream_capacity, size);
             let memcpy =
                 measure::memcpy_bandwidth(size, footprint, target.max(Duration::from_millis(20)));
-            let rate = |k: Kind, b: usize| {
-                rows.iter()
-                    .find(|r| r.kind == k && r.batch == b)
-                    .map(|r| r.run.msgs_per_sec())
+            let row = |k: Kind, b: usize| rows.iter().find(|r| r.kind == k && r.batch == b);
+            let shm = row(Kind::ShmAdaptive, 1);
+            let vs = |r: &TputRow, base: Option<&TputRow>| match base {
+                Some(b) => Cell::Num(measure::median_rate_ratio(&r.runs, &b.runs), Fmt::Ratio),
+                None => Cell::Na(String::new()),
             };
-            let shm = rate(Kind::ShmAdaptive, 1);
             if size == 64 {
-                let pipe = rate(Kind::Pipe, 1);
-                targets.tput64_spin_vs_pipe = rate(Kind::ShmSpin, 1).zip(pipe).map(|(a, b)| a / b);
-                targets.tput64_adaptive_vs_pipe =
-                    rate(Kind::ShmAdaptive, 1).zip(pipe).map(|(a, b)| a / b);
+                let pipe = row(Kind::Pipe, 1);
+                let to_pipe = |r: Option<&TputRow>| {
+                    r.zip(pipe)
+                        .map(|(a, b)| measure::median_rate_ratio(&a.runs, &b.runs))
+                };
+                targets.tput64_spin_vs_pipe = to_pipe(row(Kind::ShmSpin, 1));
+                targets.tput64_adaptive_vs_pipe = to_pipe(row(Kind::ShmAdaptive, 1));
                 targets.tput64_batched_vs_pipe = rows
                     .iter()
                     .filter(|r| r.batch > 1)
-                    .map(|r| r.run.msgs_per_sec())
-                    .reduce(f64::max)
-                    .zip(pipe)
-                    .map(|(a, b)| a / b);
+                    .filter_map(|r| to_pipe(Some(r)))
+                    .reduce(f64::max);
                 for r in rows.iter().filter(|r| r.kind.is_shmcast()) {
-                    if let Some(w) = r.run.wakes_per_msg() {
-                        wake_rows.push((format!("stream 64 B, {}", r.label), r.run.n as f64, w));
+                    if let Some(w) = measure::wakes_per_msg(&r.runs) {
+                        let n: u64 = r.runs.iter().map(|x| x.n).sum();
+                        wake_rows.push((format!("stream 64 B, {}", r.label), n as f64, w));
                     }
                 }
             }
@@ -308,7 +334,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let best = rows
                     .iter()
                     .filter(|r| r.kind.is_shmcast())
-                    .map(|r| r.run.msgs_per_sec() * size as f64)
+                    .map(|r| measure::median_rate(&r.runs) * size as f64)
                     .reduce(f64::max);
                 targets.tput64k_vs_memcpy = best.map(|b| b / memcpy);
             }
@@ -328,14 +354,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ],
             );
             for r in &rows {
-                let mps = r.run.msgs_per_sec();
+                let mps = measure::median_rate(&r.runs);
                 t.row(vec![
                     Cell::text(r.label.clone()),
                     Cell::Num(mps, Fmt::Rate),
                     Cell::Num(mps * size as f64, Fmt::Bandwidth),
-                    ratio(mps, shm),
+                    vs(r, shm),
                     ratio(mps * size as f64, Some(memcpy)),
-                    opt_num(r.run.wakes_per_msg(), Fmt::Plain(4)),
+                    opt_num(measure::wakes_per_msg(&r.runs), Fmt::Plain(4)),
                 ]);
             }
             for (label, e) in failed {
@@ -352,7 +378,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Cell::text("memcpy (1 process)"),
                 Cell::Num(memcpy / size as f64, Fmt::Rate),
                 Cell::Num(memcpy, Fmt::Bandwidth),
-                ratio(memcpy / size as f64, shm),
+                ratio(
+                    memcpy / size as f64,
+                    shm.map(|r| measure::median_rate(&r.runs)),
+                ),
                 Cell::Num(1.0, Fmt::Ratio),
                 Cell::Na(String::new()),
             ]);

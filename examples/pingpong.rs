@@ -15,7 +15,7 @@
 mod common;
 
 use clap::Parser;
-use common::measure::{self, Opts};
+use common::measure::{self, Opts, RtFigure, RtPlan};
 use common::sys;
 use common::table::{self, Cell, Fmt, Table};
 use common::transport::Kind;
@@ -24,7 +24,8 @@ use std::time::Duration;
 #[derive(Parser, Debug)]
 #[command(about = "Round-trip latency and one-way throughput: shmcast vs the floor and a pipe")]
 struct Cli {
-    /// Timed round trips per transport (then as many again in batches of 64).
+    /// Timed round trips per transport over all rounds (then as many again in batches of
+    /// 64).
     #[arg(long, default_value_t = 100_000)]
     iterations: u64,
     /// Untimed round trips before timing.
@@ -39,7 +40,12 @@ struct Cli {
     /// Print JSON instead of Markdown tables.
     #[arg(long)]
     json: bool,
-    /// Stop any one measurement phase after this many seconds.
+    /// Interleaved rounds: each transport is measured once per round, in turn, and ratios
+    /// are medians of per-round ratios (robust to a noisy neighbour or a vCPU moving).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    rounds: u64,
+    /// Stop any one measurement phase of a transport after this many seconds (over all
+    /// rounds).
     #[arg(long, default_value_t = 5.0)]
     budget_secs: f64,
     /// Target duration of each throughput measurement, in seconds.
@@ -82,29 +88,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!();
     }
 
-    // Round trips.
+    // Round trips, interleaved in rounds so every ratio compares back-to-back figures.
     let kinds = [Kind::Floor, Kind::ShmSpin, Kind::ShmAdaptive, Kind::Pipe];
-    let mut figs = Vec::new();
-    for kind in kinds {
-        if !cli.json {
-            eprint!("round trips: {:<18}\r", kind.name());
-        }
-        let f = measure::round_trip(kind, size, cli.iterations, cli.warmup, budget, &opts)?;
-        figs.push((kind, f));
-    }
-    let central = |k: Kind| {
-        figs.iter()
-            .find(|(kind, _)| *kind == k)
-            .map(|(_, f)| f.batched_p50 as f64)
-            .unwrap_or(f64::NAN)
+    let plan = RtPlan {
+        size,
+        iters: cli.iterations,
+        warmup: cli.warmup,
+        budget,
+        rounds: cli.rounds,
     };
-    let (floor, pipe) = (central(Kind::Floor), central(Kind::Pipe));
+    let quiet = cli.json;
+    let figs = measure::round_trips(&kinds, &plan, &opts, &mut |k, r| {
+        if !quiet {
+            eprint!("\r\x1b[Kround {}/{}: {}", r + 1, plan.rounds, k.name());
+        }
+    });
+    let mut ok = Vec::new();
+    for (kind, f) in figs {
+        ok.push((kind, f.map_err(|e| format!("{}: {e}", kind.name()))?));
+    }
+    let base = |k: Kind| {
+        ok.iter()
+            .find(|(kind, _)| *kind == k)
+            .map(|(_, f)| f.clone())
+    };
+    let (floor, pipe) = (base(Kind::Floor), base(Kind::Pipe));
     let mut rt = Table::new(
         format!("Round trip, {size} B"),
         format!(
             "p50..max: each round trip timed alone (includes one clock read, ~{timer:.0} ns). \
-             batched p50: median over batches of 64 round trips of the mean, nearly clock-free; \
-             the ratios use it. The floor carries no payload."
+             batched p50: median over batches of 64 round trips of the mean, nearly clock-free. \
+             Ratios: median over {} interleaved rounds of the per-round ratio of batched p50s. \
+             The floor carries no payload.",
+            plan.rounds
         ),
         &[
             ("transport", "transport"),
@@ -118,38 +134,54 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ("samples", "samples"),
         ],
     );
-    for (kind, f) in &figs {
-        let c = f.batched_p50 as f64;
+    let vs = |f: &RtFigure, b: &Option<RtFigure>| match b {
+        Some(b) => Cell::Num(f.ratio_to(b), Fmt::Ratio),
+        None => Cell::Na(String::new()),
+    };
+    for (kind, f) in &ok {
         rt.row(vec![
             Cell::text(kind.name()),
             Cell::Num(f.p50 as f64, Fmt::Ns),
             Cell::Num(f.p99 as f64, Fmt::Ns),
             Cell::Num(f.p999 as f64, Fmt::Ns),
             Cell::Num(f.max as f64, Fmt::Ns),
-            Cell::Num(c, Fmt::Ns),
-            Cell::Num(c / floor, Fmt::Ratio),
-            Cell::Num(c / pipe, Fmt::Ratio),
+            Cell::Num(f.batched_p50 as f64, Fmt::Ns),
+            vs(f, &floor),
+            vs(f, &pipe),
             Cell::Num(f.samples as f64, Fmt::Plain(0)),
         ]);
     }
 
-    // One-way throughput.
+    // One-way throughput, interleaved in rounds too.
     let target = Duration::from_secs_f64(cli.throughput_secs);
-    let mut runs = Vec::new();
-    for kind in [Kind::ShmSpin, Kind::ShmAdaptive, Kind::Pipe] {
-        if !cli.json {
-            eprint!("throughput: {:<18}\r", kind.name());
+    let rows = [(Kind::ShmSpin, 1), (Kind::ShmAdaptive, 1), (Kind::Pipe, 1)];
+    let results = measure::throughputs(&rows, size, target, plan.rounds, &opts, &mut |i, r| {
+        if !quiet {
+            eprint!(
+                "\r\x1b[Kthroughput round {}/{}: {}",
+                r + 1,
+                plan.rounds,
+                rows[i].0.name()
+            );
         }
-        runs.push((kind, measure::throughput(kind, size, 1, target, &opts)?));
+    });
+    let mut runs = Vec::new();
+    for ((kind, _), r) in rows.iter().zip(results) {
+        runs.push((*kind, r.map_err(|e| format!("{}: {e}", kind.name()))?));
     }
-    let pipe_rate = runs
+    let pipe_runs = runs
         .iter()
         .find(|(k, _)| *k == Kind::Pipe)
-        .map_or(f64::NAN, |(_, r)| r.msgs_per_sec());
+        .map(|(_, r)| r.clone())
+        .unwrap_or_default();
     let mut tp = Table::new(
         format!("One-way throughput, {size} B"),
-        "Back-to-back sends to one consumer process; rate measured to its receipt of the last \
-         message. The ring's consumer reads in place; the pipe's reads into its own buffer.",
+        format!(
+            "Back-to-back sends to one consumer process; rate measured to its receipt of the \
+             last message; median of {} interleaved rounds (ratio: median of per-round \
+             ratios). The ring's consumer reads in place; the pipe's reads into its own buffer.",
+            plan.rounds
+        ),
         &[
             ("transport", "transport"),
             ("messages/s", "msgs_per_s"),
@@ -159,13 +191,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ],
     );
     for (kind, r) in &runs {
-        let rate = r.msgs_per_sec();
+        let rate = measure::median_rate(r);
         tp.row(vec![
             Cell::text(kind.name()),
             Cell::Num(rate, Fmt::Rate),
             Cell::Num(rate * size as f64, Fmt::Bandwidth),
-            Cell::Num(rate / pipe_rate, Fmt::Ratio),
-            r.wakes_per_msg()
+            Cell::Num(measure::median_rate_ratio(r, &pipe_runs), Fmt::Ratio),
+            measure::wakes_per_msg(r)
                 .map_or(Cell::Na(String::new()), |w| Cell::Num(w, Fmt::Plain(4))),
         ]);
     }
@@ -174,7 +206,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if cli.json {
         print!("{}", table::json_document(&meta, &tables));
     } else {
-        eprint!("{:40}\r", "");
+        eprint!("\r\x1b[K");
         for t in &tables {
             println!("{}", t.markdown());
         }

@@ -218,8 +218,8 @@ impl RoundTrip {
     }
 }
 
-/// Percentiles of one round-trip figure.
-#[derive(Clone, Copy, Debug, Default)]
+/// Percentiles of one round-trip figure (all rounds merged).
+#[derive(Clone, Debug, Default)]
 pub struct RtFigure {
     /// Timed samples.
     pub samples: u64,
@@ -234,37 +234,119 @@ pub struct RtFigure {
     /// Median over batches of 64 round trips of the batch's mean round trip, nanoseconds
     /// (a 64th of a clock read per sample; robust to preemption spikes).
     pub batched_p50: u64,
+    /// `batched_p50` of each round, in order.
+    pub rounds: Vec<u64>,
     /// FUTEX_WAKE syscalls per message made by the parent's producer (shmcast only).
     pub wakes_per_msg: Option<f64>,
 }
 
-/// Measure round trips: `warmup` untimed, then `iters` timed one by one, then `iters` in
-/// timed batches of 64; each phase stops after `budget`.
-pub fn round_trip(
-    kind: Kind,
-    size: usize,
-    iters: u64,
-    warmup: u64,
-    budget: Duration,
+impl RtFigure {
+    /// This figure over `base`: the median over rounds of the per-round ratio of batched
+    /// p50s (both measured back to back in each round), so a change of conditions between
+    /// rounds (a noisy neighbour, the host moving a vCPU) cancels out.
+    pub fn ratio_to(&self, base: &RtFigure) -> f64 {
+        median(
+            self.rounds
+                .iter()
+                .zip(&base.rounds)
+                .map(|(&a, &b)| a as f64 / b.max(1) as f64)
+                .collect(),
+        )
+    }
+}
+
+/// Round-trip measurement parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct RtPlan {
+    /// Message size in bytes.
+    pub size: usize,
+    /// Timed round trips per transport, over all rounds (as many again in batches of 64).
+    pub iters: u64,
+    /// Untimed round trips at the start of each round.
+    pub warmup: u64,
+    /// Each phase of a round stops after this long.
+    pub budget: Duration,
+    /// Rounds: every transport is measured once per round, in turn, with a fresh child.
+    pub rounds: u64,
+}
+
+/// Measure round trips for every kind in `kinds`, interleaved: in each of `plan.rounds`
+/// rounds each kind gets a fresh echo child, `warmup` untimed round trips, its share of
+/// `iters` timed one by one, then as many in timed batches of 64. `progress` is told which
+/// kind and round is next. A kind that fails keeps its error.
+pub fn round_trips(
+    kinds: &[Kind],
+    plan: &RtPlan,
     opts: &Opts,
-) -> io::Result<RtFigure> {
-    let mut rt = RoundTrip::start(kind, size, opts)?;
-    rt.warm_up(warmup, budget)?;
-    let mut hist = histogram();
-    let samples = rt.timed(iters, &mut hist, budget)?;
-    let mut batches = histogram();
-    rt.batched(iters, 64, &mut batches, budget)?;
-    let total = rt.seq;
-    let stats = rt.finish()?;
-    Ok(RtFigure {
-        samples,
-        p50: hist.value_at_quantile(0.5),
-        p99: hist.value_at_quantile(0.99),
-        p999: hist.value_at_quantile(0.999),
-        max: hist.max(),
-        batched_p50: batches.value_at_quantile(0.5),
-        wakes_per_msg: stats.map(|s| s.wake_syscalls as f64 / total.max(1) as f64),
-    })
+    progress: &mut dyn FnMut(Kind, u64),
+) -> Vec<(Kind, Result<RtFigure, String>)> {
+    struct Acc {
+        hist: Histogram<u64>,
+        batches: Histogram<u64>,
+        fig: RtFigure,
+        messages: u64,
+        wakes: Option<u64>,
+        err: Option<String>,
+    }
+    let rounds = plan.rounds.max(1);
+    let per = plan.iters.div_ceil(rounds).max(1);
+    let budget = plan.budget / rounds as u32;
+    let mut acc: Vec<Acc> = kinds
+        .iter()
+        .map(|_| Acc {
+            hist: histogram(),
+            batches: histogram(),
+            fig: RtFigure::default(),
+            messages: 0,
+            wakes: None,
+            err: None,
+        })
+        .collect();
+    for round in 0..rounds {
+        for (i, &kind) in kinds.iter().enumerate() {
+            let a = &mut acc[i];
+            if a.err.is_some() {
+                continue;
+            }
+            progress(kind, round);
+            let mut batches = histogram();
+            let res = (|| -> io::Result<()> {
+                let mut rt = RoundTrip::start(kind, plan.size, opts)?;
+                rt.warm_up(plan.warmup, budget)?;
+                a.fig.samples += rt.timed(per, &mut a.hist, budget)?;
+                rt.batched(per, 64, &mut batches, budget)?;
+                a.messages += rt.seq;
+                if let Some(st) = rt.finish()? {
+                    *a.wakes.get_or_insert(0) += st.wake_syscalls;
+                }
+                Ok(())
+            })();
+            match res {
+                Ok(()) => {
+                    a.fig.rounds.push(batches.value_at_quantile(0.5));
+                    let _ = a.batches.add(&batches);
+                }
+                Err(e) => a.err = Some(e.to_string()),
+            }
+        }
+    }
+    kinds
+        .iter()
+        .zip(acc)
+        .map(|(&k, a)| {
+            if let Some(e) = a.err {
+                return (k, Err(e));
+            }
+            let mut f = a.fig;
+            f.p50 = a.hist.value_at_quantile(0.5);
+            f.p99 = a.hist.value_at_quantile(0.99);
+            f.p999 = a.hist.value_at_quantile(0.999);
+            f.max = a.hist.max();
+            f.batched_p50 = a.batches.value_at_quantile(0.5);
+            f.wakes_per_msg = a.wakes.map(|w| w as f64 / a.messages.max(1) as f64);
+            (k, Ok(f))
+        })
+        .collect()
 }
 
 /// A parent producer and `k` sink children.
@@ -493,6 +575,75 @@ pub fn throughput(
     let r = s.calibrated(target, u64::MAX / 4)?;
     s.finish()?;
     Ok(r)
+}
+
+/// One-way throughput of each `(kind, batch)` in `rows` for `size`-byte messages,
+/// interleaved: in each of `rounds` rounds every row gets a fresh child and a batch
+/// calibrated to `target / rounds`. `progress` is told which row and round is next. A row
+/// that fails keeps its error.
+pub fn throughputs(
+    rows: &[(Kind, usize)],
+    size: usize,
+    target: Duration,
+    rounds: u64,
+    opts: &Opts,
+    progress: &mut dyn FnMut(usize, u64),
+) -> Vec<Result<Vec<StreamRun>, String>> {
+    let rounds = rounds.max(1);
+    let mut out: Vec<Result<Vec<StreamRun>, String>> =
+        rows.iter().map(|_| Ok(Vec::new())).collect();
+    for round in 0..rounds {
+        for (i, &(kind, batch)) in rows.iter().enumerate() {
+            let Ok(runs) = &mut out[i] else { continue };
+            progress(i, round);
+            match throughput(kind, size, batch, target / rounds as u32, opts) {
+                Ok(r) => runs.push(r),
+                Err(e) => out[i] = Err(e.to_string()),
+            }
+        }
+    }
+    out
+}
+
+/// The median of `v` (NaN if empty).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+/// Median end-to-end rate over rounds.
+pub fn median_rate(runs: &[StreamRun]) -> f64 {
+    median(runs.iter().map(StreamRun::msgs_per_sec).collect())
+}
+
+/// Median over rounds of the per-round rate ratio `a / b`.
+pub fn median_rate_ratio(a: &[StreamRun], b: &[StreamRun]) -> f64 {
+    median(
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| a.msgs_per_sec() / b.msgs_per_sec())
+            .collect(),
+    )
+}
+
+/// Wake syscalls per message over all rounds (shmcast only).
+pub fn wakes_per_msg(runs: &[StreamRun]) -> Option<f64> {
+    let mut n = 0;
+    let mut w = 0;
+    for r in runs {
+        let s = r.stats?;
+        n += r.n;
+        w += s.wake_syscalls;
+    }
+    Some(w as f64 / n.max(1) as f64)
 }
 
 /// What an idle consumer reported.
