@@ -286,11 +286,12 @@ pub(crate) fn check_config(
             "capacity {capacity} must be a power of two between {MIN_CAPACITY} and {MAX_CAPACITY} bytes"
         ));
     }
-    let limit = max_message_for(capacity);
+    let limit = max_message_for(capacity).min(u64::from(u32::MAX));
     if max_message > limit {
         return Err(format!(
             "max_message {max_message} exceeds the limit for a {capacity}-byte ring: {limit} bytes \
-             (a record may use at most 1/{MAX_RECORD_FRACTION} of the capacity); raise the capacity"
+             (a record may use at most 1/{MAX_RECORD_FRACTION} of the capacity, and at most \
+             u32::MAX bytes); raise the capacity or lower max_message"
         ));
     }
     if max_consumers == 0 || max_consumers > u64::from(MAX_CONSUMERS) {

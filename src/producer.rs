@@ -59,7 +59,7 @@ impl ProducerBuilder {
     }
 
     /// Largest message in bytes. Default and maximum: a quarter of the capacity minus a
-    /// 24-byte record header.
+    /// 24-byte record header, and at most `u32::MAX`.
     pub fn max_message(&mut self, bytes: usize) -> &mut Self {
         self.max_message = Some(bytes as u64);
         self
@@ -100,9 +100,10 @@ impl ProducerBuilder {
     }
 
     fn geometry(&self) -> Result<Geometry, CreateError> {
-        let max_message = self
-            .max_message
-            .unwrap_or_else(|| max_message_for(self.capacity.max(1).next_power_of_two().max(256)));
+        let max_message = self.max_message.unwrap_or_else(|| {
+            max_message_for(self.capacity.max(1).next_power_of_two().max(256))
+                .min(u64::from(u32::MAX))
+        });
         check_config(self.capacity, max_message, u64::from(self.max_consumers))
             .map_err(CreateError::InvalidConfig)?;
         Ok(Geometry::new(

@@ -10,7 +10,7 @@ use memmap2::{MmapOptions, MmapRaw};
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
@@ -82,13 +82,26 @@ fn path_cstring(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
-/// A mapped segment: the mapping and this handle's own open file description (its OFD
-/// locks belong to it, so every handle opens the object itself).
+/// A mapped segment: the mapping, the descriptor it came from (which may be handed to
+/// other processes), and a private open file description that carries this handle's OFD
+/// liveness locks. Locks belong to a description, not a process: were they taken on a
+/// descriptor that a child inherited, the child would keep them alive after this process
+/// died. The private description is never handed out.
 pub(crate) struct Mapped {
     /// Unmapped on drop.
     _map: MmapRaw,
     file: File,
+    locks: File,
     source: Source,
+}
+
+/// A new open file description of the object behind `file`, for this handle's locks.
+fn private_description(file: &File) -> io::Result<File> {
+    let path = format!("/proc/self/fd/{}\0", file.as_raw_fd());
+    // SAFETY: NUL-terminated path. No O_NOFOLLOW: /proc fd entries are magic links.
+    let raw = cvt(unsafe { libc::open(path.as_ptr().cast(), libc::O_RDWR | libc::O_CLOEXEC) })?;
+    // SAFETY: freshly opened descriptor, owned here.
+    Ok(unsafe { File::from_raw_fd(raw) })
 }
 
 impl Mapped {
@@ -104,10 +117,11 @@ impl Mapped {
         fl.l_whence = libc::SEEK_SET as libc::c_short;
         fl.l_start = id.byte();
         fl.l_len = 1;
-        fl.l_pid = 0; // required to be 0 for OFD locks
-                      // SAFETY: `file` is an open descriptor; `fl` is a valid flock for the duration of
-                      // the call.
-        cvt(unsafe { libc::fcntl(self.file.as_raw_fd(), cmd, &mut fl) })?;
+        // l_pid must be 0 for OFD locks.
+        fl.l_pid = 0;
+        // SAFETY: `locks` is an open descriptor; `fl` is a valid flock for the duration of
+        // the call.
+        cvt(unsafe { libc::fcntl(self.locks.as_raw_fd(), cmd, &mut fl) })?;
         Ok(fl)
     }
 
@@ -132,7 +146,7 @@ impl Mapped {
         }
     }
 
-    /// The descriptor of the backing object.
+    /// The descriptor of the backing object (it carries no liveness lock: hand it out).
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         use std::os::fd::AsFd;
         self.file.as_fd()
@@ -256,9 +270,11 @@ fn finish_create(
         .map_raw(&file)
         .map_err(io_create("mmap the segment"))?;
     let base = NonNull::new(map.as_mut_ptr()).expect("mmap never returns null");
+    let locks = private_description(&file).map_err(io_create("reopen the segment for locks"))?;
     let mapped = Mapped {
         _map: map,
         file,
+        locks,
         source,
     };
     // SAFETY: the mapping covers `total_size` bytes, is page aligned and lives in `mapped`.
@@ -318,16 +334,13 @@ pub(crate) fn open(source: Source, opts: &OpenOptions) -> Result<Region, OpenErr
 }
 
 /// Open a segment from a descriptor (a memfd handed over by another process). The
-/// descriptor is reopened through `/proc/self/fd` so this handle gets its own open file
-/// description, and so its own liveness locks.
+/// descriptor is duplicated; liveness locks go on a private description as for every
+/// mapped segment.
 pub(crate) fn open_fd(fd: BorrowedFd<'_>, opts: &OpenOptions) -> Result<Region, OpenError> {
-    let path = format!("/proc/self/fd/{}\0", fd.as_raw_fd());
-    // SAFETY: NUL-terminated path. No O_NOFOLLOW: /proc fd entries are magic links.
-    let raw = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDWR | libc::O_CLOEXEC) };
-    let raw = cvt(raw).map_err(io_open("reopen the segment descriptor"))?;
-    // SAFETY: freshly opened descriptor, owned here.
-    let file = File::from(unsafe { OwnedFd::from_raw_fd(raw) });
-    map_and_validate(file, Source::Anonymous, opts)
+    let owned = fd
+        .try_clone_to_owned()
+        .map_err(io_open("duplicate the segment descriptor"))?;
+    map_and_validate(File::from(owned), Source::Anonymous, opts)
 }
 
 fn map_and_validate(file: File, source: Source, opts: &OpenOptions) -> Result<Region, OpenError> {
@@ -363,9 +376,11 @@ fn map_and_validate(file: File, source: Source, opts: &OpenOptions) -> Result<Re
     let header = unsafe { &*(base.as_ptr() as *const crate::layout::Header) };
     let raw = RawLayout::load(&header.layout);
     let geo = Geometry::validate(&raw, size)?;
+    let locks = private_description(&file).map_err(io_open("reopen the segment for locks"))?;
     let mapped = Mapped {
         _map: map,
         file,
+        locks,
         source,
     };
     // SAFETY: validation checked `total_size <= size`, the mapped length.
