@@ -221,7 +221,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                      of 64 of the mean round trip, nearly clock-free. Ratios: median over {} \
                      interleaved rounds of per-round ratios of batched p50s (÷ \
                      shmcast-adaptive: above 1 is slower than shmcast). The floor carries no \
-                     payload.",
+                     payload; floor-payload copies it through a shared slot beside its flag.",
                     cli.rounds
                 ),
                 &[

@@ -89,7 +89,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // Round trips, interleaved in rounds so every ratio compares back-to-back figures.
-    let kinds = [Kind::Floor, Kind::ShmSpin, Kind::ShmAdaptive, Kind::Pipe];
+    let kinds = [
+        Kind::Floor,
+        Kind::FloorPayload,
+        Kind::ShmSpin,
+        Kind::ShmAdaptive,
+        Kind::Pipe,
+    ];
     let plan = RtPlan {
         size,
         iters: cli.iterations,
@@ -119,7 +125,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "p50..max: each round trip timed alone (includes one clock read, ~{timer:.0} ns). \
              batched p50: median over batches of 64 round trips of the mean, nearly clock-free. \
              Ratios: median over {} interleaved rounds of the per-round ratio of batched p50s. \
-             The floor carries no payload.",
+             The floor carries no payload; floor-payload copies the message through a shared slot \
+             beside its flag (the least any flag-signalled shared-memory protocol can pay).",
             plan.rounds
         ),
         &[

@@ -4,6 +4,7 @@
 //! (one line per event: `ready`, `ack <ns>`, `idle ...`, `done ...`); the transport under
 //! test carries only the measured messages.
 
+use super::measure::{FLOOR_PING, FLOOR_PONG};
 use super::sys::{self, SharedPage};
 use super::transport::{self, Kind, Link, ACK, QUIT};
 use std::io::{self, BufRead, BufReader, Write};
@@ -174,8 +175,8 @@ fn child_main(args: &[String]) -> io::Result<()> {
     if cpu >= 0 {
         sys::pin_to(cpu as usize)?;
     }
-    if kind == Kind::Floor {
-        return floor_echo(spec);
+    if kind.is_floor() {
+        return floor_echo(kind, size, spec);
     }
     let mut link = transport::open_child(kind, spec)?;
     let mut scratch = vec![0u8; size];
@@ -253,28 +254,54 @@ fn child_main(args: &[String]) -> io::Result<()> {
     Ok(())
 }
 
-/// The floor's child: wait for an odd value, answer with the next even one.
-fn floor_echo(spec: &[String]) -> io::Result<()> {
+/// The floors' child. Plain floor: wait for an odd value, answer with the next even one.
+/// Payload floor: wait for a new ping flag, copy the ping payload into the pong slot, then
+/// publish the pong flag.
+fn floor_echo(kind: Kind, size: usize, spec: &[String]) -> io::Result<()> {
     let fd: RawFd = spec
         .first()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| io::Error::other("floor: missing fd"))?;
     // SAFETY: the parent passed this descriptor by inheritance; nothing else owns it.
     let page = SharedPage::from_fd(unsafe { OwnedFd::from_raw_fd(fd) })?;
-    let a = page.atomic();
     say(format_args!("ready"))?;
     let mut last = 0;
-    loop {
-        // Acquire/Release: the same pairing a ring's stamp uses, so the floor pays for it too.
-        let v = a.load(Acquire);
-        if v == QUIT {
-            break;
+    if kind == Kind::Floor {
+        let a = page.atomic(0);
+        loop {
+            // Acquire/Release: the pairing a ring's stamp uses, so the floor pays for it too.
+            let v = a.load(Acquire);
+            if v == QUIT {
+                break;
+            }
+            if v & 1 == 1 && v != last {
+                last = v;
+                a.store(v + 1, Release);
+            } else {
+                std::hint::spin_loop();
+            }
         }
-        if v & 1 == 1 && v != last {
-            last = v;
-            a.store(v + 1, Release);
-        } else {
-            std::hint::spin_loop();
+    } else {
+        let mut buf = vec![0u8; size];
+        let (ping, pong) = (page.atomic(FLOOR_PING), page.atomic(FLOOR_PONG));
+        loop {
+            let v = ping.load(Acquire);
+            if v == QUIT {
+                break;
+            }
+            if v != last {
+                last = v;
+                // SAFETY: the parent published the ping slot (Acquire above) and writes it
+                // again only after our pong; it reads the pong slot only after our Release
+                // store of the pong flag below.
+                unsafe {
+                    page.read(FLOOR_PING + 8, &mut buf);
+                    page.write(FLOOR_PONG + 8, &buf);
+                }
+                pong.store(v, Release);
+            } else {
+                std::hint::spin_loop();
+            }
         }
     }
     let (cpu_ns, _, _) = sys::cpu_usage();

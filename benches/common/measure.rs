@@ -54,7 +54,13 @@ pub fn histogram() -> Histogram<u64> {
 enum RtSide {
     Link(Link),
     Floor(SharedPage),
+    FloorPayload(SharedPage),
 }
+
+/// Where the payload floor's two slots live in its shared page: flag, then payload.
+pub const FLOOR_PING: usize = 0;
+/// See [`FLOOR_PING`].
+pub const FLOOR_PONG: usize = SharedPage::LEN / 2;
 
 /// A parent and an echoing child, ready for round trips.
 pub struct RoundTrip {
@@ -68,11 +74,18 @@ pub struct RoundTrip {
 impl RoundTrip {
     /// Spawn the echo child for `kind` with `size`-byte messages.
     pub fn start(kind: Kind, size: usize, opts: &Opts) -> io::Result<RoundTrip> {
-        let (side, mut child) = if kind == Kind::Floor {
+        let (side, mut child) = if kind.is_floor() {
+            if size + 8 > FLOOR_PONG {
+                return Err(io::Error::other("message too large for the floor's page"));
+            }
             let page = SharedPage::create()?;
             let spec = [page.raw_fd().to_string()];
             let child = Child::spawn(Role::Echo, kind, size, opts.pin, 1, &spec, &[page.raw_fd()])?;
-            (RtSide::Floor(page), child)
+            if kind == Kind::Floor {
+                (RtSide::Floor(page), child)
+            } else {
+                (RtSide::FloorPayload(page), child)
+            }
         } else {
             let ring = RingSize {
                 capacity: opts.rt_capacity,
@@ -86,7 +99,7 @@ impl RoundTrip {
             prep.after_ready()?;
             (RtSide::Link(prep.link), child)
         };
-        if let RtSide::Floor(_) = side {
+        if !matches!(side, RtSide::Link(_)) {
             child.expect("ready")?;
         }
         Ok(RoundTrip {
@@ -177,11 +190,28 @@ impl RoundTrip {
         self.seq += 1;
         match &mut self.side {
             RtSide::Floor(page) => {
-                let a = page.atomic();
+                let a = page.atomic(0);
                 // Release/Acquire, as the ring's publication.
                 a.store(2 * seq + 1, Release);
                 while a.load(Acquire) != 2 * seq + 2 {
                     std::hint::spin_loop();
+                }
+                Ok(())
+            }
+            RtSide::FloorPayload(page) => {
+                self.msg[..8].copy_from_slice(&seq.to_le_bytes());
+                // SAFETY: the child reads the ping slot only after our Release store of its
+                // flag below, and has finished with the previous ping (it answered it).
+                unsafe { page.write(FLOOR_PING + 8, &self.msg) };
+                page.atomic(FLOOR_PING).store(seq + 1, Release);
+                while page.atomic(FLOOR_PONG).load(Acquire) != seq + 1 {
+                    std::hint::spin_loop();
+                }
+                // SAFETY: the child published the pong slot (Acquire above) and writes it
+                // again only after our next ping.
+                unsafe { page.read(FLOOR_PONG + 8, &mut self.scratch) };
+                if self.scratch[..8] != self.msg[..8] {
+                    return Err(io::Error::other("floor-payload: echo differs"));
                 }
                 Ok(())
             }
@@ -202,7 +232,11 @@ impl RoundTrip {
     pub fn finish(mut self) -> io::Result<Option<ProducerStats>> {
         let stats = match &mut self.side {
             RtSide::Floor(page) => {
-                page.atomic().store(QUIT, Release);
+                page.atomic(0).store(QUIT, Release);
+                None
+            }
+            RtSide::FloorPayload(page) => {
+                page.atomic(FLOOR_PING).store(QUIT, Release);
                 None
             }
             RtSide::Link(link) => {

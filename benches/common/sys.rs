@@ -99,14 +99,16 @@ pub fn machine() -> String {
     format!("Linux {kernel}, {} x {model}", cpus())
 }
 
-/// One page of shared memory (a memfd, mapped shared) holding the floor's `AtomicU64`.
+/// Shared memory for the floors (a memfd, mapped shared): `AtomicU64` flags and payload
+/// bytes at fixed offsets.
 pub struct SharedPage {
     fd: OwnedFd,
     ptr: *mut u8,
 }
 
 impl SharedPage {
-    const LEN: usize = 4096;
+    /// Bytes mapped.
+    pub const LEN: usize = 16 << 10;
 
     /// A new zeroed page.
     pub fn create() -> io::Result<SharedPage> {
@@ -156,11 +158,34 @@ impl SharedPage {
         self.fd.as_raw_fd()
     }
 
-    /// The atomic at offset 0.
-    pub fn atomic(&self) -> &AtomicU64 {
-        // SAFETY: the mapping is page aligned, LEN >= 8 bytes, lives as long as `self`, and
-        // is only ever accessed through this atomic (by both processes).
-        unsafe { &*(self.ptr as *const AtomicU64) }
+    /// The atomic at `offset` (a multiple of 8 below `LEN`).
+    pub fn atomic(&self, offset: usize) -> &AtomicU64 {
+        assert!(offset % 8 == 0 && offset + 8 <= Self::LEN);
+        // SAFETY: in bounds and 8-aligned (the mapping is page aligned); the mapping lives
+        // as long as `self`; both processes access these 8 bytes only through atomics.
+        unsafe { &*(self.ptr.add(offset) as *const AtomicU64) }
+    }
+
+    /// Copy `src` into the mapping at `offset`.
+    ///
+    /// # Safety
+    /// No other process may access those bytes until the caller publishes them (a Release
+    /// store of a flag the reader Acquire-loads before reading).
+    pub unsafe fn write(&self, offset: usize, src: &[u8]) {
+        assert!(offset + src.len() <= Self::LEN);
+        // SAFETY: in bounds (checked); exclusive access is the caller's contract.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(offset), src.len()) }
+    }
+
+    /// Copy bytes at `offset` out into `dst`.
+    ///
+    /// # Safety
+    /// The writer of those bytes must have published them (see [`SharedPage::write`]) and
+    /// must not write them again until the caller signals it is done.
+    pub unsafe fn read(&self, offset: usize, dst: &mut [u8]) {
+        assert!(offset + dst.len() <= Self::LEN);
+        // SAFETY: in bounds (checked); no concurrent writer is the caller's contract.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(offset), dst.as_mut_ptr(), dst.len()) }
     }
 }
 

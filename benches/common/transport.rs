@@ -42,12 +42,18 @@ pub enum Kind {
     Mqueue,
     /// Not a transport: two processes bouncing one shared `AtomicU64` (round trips only).
     Floor,
+    /// The floor carrying the payload: each side copies the message into a shared slot
+    /// (an 8-byte flag, then the bytes) and publishes the flag; the other copies it out.
+    /// The least a message of this size can cost with any shared-memory protocol that
+    /// signals through one flag.
+    FloorPayload,
 }
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Floor,
+        Kind::FloorPayload,
         Kind::ShmSpin,
         Kind::ShmAdaptive,
         Kind::ShmSleep,
@@ -72,6 +78,7 @@ impl Kind {
             Kind::Tcp => "tcp-nodelay",
             Kind::Mqueue => "mqueue",
             Kind::Floor => "floor",
+            Kind::FloorPayload => "floor-payload",
         }
     }
 
@@ -98,9 +105,14 @@ impl Kind {
         self.policy().is_some()
     }
 
-    /// Does this kind carry messages (everything but the floor)?
+    /// Is this one of the floors (round trips only)?
+    pub fn is_floor(self) -> bool {
+        matches!(self, Kind::Floor | Kind::FloorPayload)
+    }
+
+    /// Does this kind carry messages through a real transport (not a floor)?
     pub fn carries_messages(self) -> bool {
-        self != Kind::Floor
+        !self.is_floor()
     }
 }
 
@@ -576,7 +588,9 @@ pub fn prepare(kind: Kind, size: usize, dir: Dir, ring: RingSize) -> io::Result<
                 None,
             )
         }
-        Kind::Floor => return Err(other("the floor is not a message transport")),
+        Kind::Floor | Kind::FloorPayload => {
+            return Err(other("the floors are not message transports"))
+        }
     };
     Ok(Prepared {
         link,
@@ -638,6 +652,8 @@ pub fn open_child(kind: Kind, spec: &[String]) -> io::Result<Link> {
             rx: parse_fd(arg(0)?)?,
             tx: parse_fd(arg(1)?)?,
         },
-        Kind::Floor => return Err(other("the floor is not a message transport")),
+        Kind::Floor | Kind::FloorPayload => {
+            return Err(other("the floors are not message transports"))
+        }
     })
 }
