@@ -1,16 +1,18 @@
 //! Helpers shared by the integration tests: segment names and files that clean up after
-//! themselves, child processes that re-run this test binary in a role, and a deterministic
-//! workload whose messages check themselves.
+//! themselves, child processes that re-run this test binary in a role (and can be killed),
+//! a deterministic workload whose messages check themselves, and a view of a segment from
+//! outside (white-box offsets) to observe or scribble over it as another process would.
 
 // Each test binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
-use shmcast::{Consumer, ConsumerBuilder, OpenError, WaitPolicy};
+use shmcast::{Consumer, ConsumerBuilder, OpenError, Producer, RecvError, WaitPolicy};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -85,6 +87,8 @@ const ENV_ROLE: &str = "SHMCAST_TEST_ROLE";
 const ENV_SEGMENT: &str = "SHMCAST_TEST_SEGMENT";
 const ENV_MAX: &str = "SHMCAST_TEST_MAX_MESSAGE";
 const ENV_WAIT: &str = "SHMCAST_TEST_WAIT";
+/// Prefix of the environment variables that carry a role's parameters.
+const ENV_PARAM: &str = "SHMCAST_TEST_PARAM_";
 
 /// Marks the lines a child reports to its parent (libtest writes to stdout too).
 const REPORT: &str = "shmcast-child:";
@@ -213,6 +217,23 @@ pub fn await_parent_line() -> String {
     line.trim().to_string()
 }
 
+/// Parameter `key` of this child's role (set by the parent with [`ChildCommand::param`]).
+pub fn param<T: std::str::FromStr>(key: &str) -> T {
+    let v = std::env::var(format!("{ENV_PARAM}{key}"))
+        .unwrap_or_else(|_| panic!("role parameter {key} is not set"));
+    v.parse()
+        .unwrap_or_else(|_| panic!("role parameter {key}={v:?} does not parse"))
+}
+
+/// Block until the parent kills this process (a role that waits in some state to be
+/// killed). Returns if the parent closes our stdin instead.
+pub fn wait_to_be_killed() {
+    let mut line = String::new();
+    while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+        line.clear();
+    }
+}
+
 /// A child process running this test binary's `entry` test in a role, with its stdout
 /// lines and stderr collected. Killed on drop if it is still running (a failed test never
 /// leaves processes behind).
@@ -232,6 +253,20 @@ impl ChildProcess {
     /// children of other tests do not get it), and the flag is cleared in the forked child
     /// just before `exec`.
     pub fn spawn(label: &str, entry: &str, spec: &ChildSpec) -> ChildProcess {
+        ChildProcess::command(label, entry, spec).spawn()
+    }
+
+    /// As [`ChildProcess::spawn`], with role parameters or a user id to set first.
+    pub fn command(label: &str, entry: &str, spec: &ChildSpec) -> ChildCommand {
+        ChildCommand {
+            label: label.to_string(),
+            entry: entry.to_string(),
+            spec: spec.clone(),
+            params: Vec::new(),
+        }
+    }
+
+    fn start(label: &str, entry: &str, spec: &ChildSpec, params: &[(String, String)]) -> Self {
         let exe = std::env::current_exe().expect("path of the test binary");
         let mut cmd = Command::new(exe);
         cmd.args(["--exact", entry, "--nocapture", "--test-threads=1"])
@@ -242,6 +277,9 @@ impl ChildProcess {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        for (k, v) in params {
+            cmd.env(format!("{ENV_PARAM}{k}"), v);
+        }
         if let SegmentRef::Fd(fd) = spec.segment {
             use std::os::unix::process::CommandExt;
             // SAFETY: the closure runs in the forked child before exec and only calls
@@ -333,6 +371,71 @@ impl ChildProcess {
         }
     }
 
+    /// Wait (up to [`HANG_GUARD`]) for the child to exit, whatever its status.
+    pub fn exit_status(&mut self) -> ExitStatus {
+        self.stdin = None;
+        self.wait_exit()
+    }
+
+    /// Send `SIGKILL` to the child now and reap it. Returns [`monotonic_ns`] just before the
+    /// signal was sent. A child that is meant to be killed never exits by itself: if it had
+    /// (it failed), or if it reported a `violation`, this panics with its output.
+    pub fn kill(&mut self) -> u64 {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            self.fail(&format!("exited before it was killed: {status}"));
+        }
+        let pid: libc::pid_t = self.pid().try_into().expect("pid");
+        let at = monotonic_ns();
+        // SAFETY: plain syscall on an unreaped child of this process (its pid cannot have
+        // been reused).
+        if unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
+            let e = std::io::Error::last_os_error();
+            self.fail(&format!("could not be killed: {e}"));
+        }
+        let status = self.wait_exit();
+        if status.signal() != Some(libc::SIGKILL) {
+            self.fail(&format!(
+                "exited by itself before the SIGKILL landed: {status}"
+            ));
+        }
+        self.stdin = None;
+        let violations = self.reports("violation");
+        if !violations.is_empty() {
+            self.fail(&format!("reported violations: {violations:?}"));
+        }
+        at
+    }
+
+    /// Every value the child reported under `key`, once its stdout is closed (it exited):
+    /// waits for that up to [`HANG_GUARD`].
+    pub fn reports(&mut self, key: &str) -> Vec<String> {
+        let deadline = Instant::now() + HANG_GUARD;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.stdout_log.push(line),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.fail(&format!("kept its stdout open for {HANG_GUARD:?}"))
+                }
+            }
+        }
+        self.stdout_log
+            .iter()
+            .filter_map(|line| {
+                let at = line.find(REPORT)?;
+                let r = line[at + REPORT.len()..].trim();
+                let (k, v) = r.split_once(' ').unwrap_or((r, ""));
+                (k == key).then(|| v.to_string())
+            })
+            .collect()
+    }
+
+    /// Has the child exited (without reaping more than `try_wait` does)?
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + HANG_GUARD;
         loop {
@@ -348,7 +451,7 @@ impl ChildProcess {
     }
 
     /// Kill the child (if it runs), then panic with everything it printed.
-    fn fail(&mut self, what: &str) -> ! {
+    pub fn fail(&mut self, what: &str) -> ! {
         let _ = self.child.kill();
         let _ = self.child.wait();
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(1)) {
@@ -373,6 +476,29 @@ impl Drop for ChildProcess {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// A child process to start, with parameters for its role: made by
+/// [`ChildProcess::command`].
+#[derive(Clone, Debug)]
+pub struct ChildCommand {
+    label: String,
+    entry: String,
+    spec: ChildSpec,
+    params: Vec<(String, String)>,
+}
+
+impl ChildCommand {
+    /// Parameter `key` of the role (read in the child with [`param`]).
+    pub fn param(&mut self, key: &str, value: impl std::fmt::Display) -> &mut Self {
+        self.params.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Start it (see [`ChildProcess::spawn`]).
+    pub fn spawn(&self) -> ChildProcess {
+        ChildProcess::start(&self.label, &self.entry, &self.spec, &self.params)
     }
 }
 
@@ -527,17 +653,30 @@ impl Lengths {
 impl Iterator for Lengths {
     type Item = usize;
     fn next(&mut self) -> Option<usize> {
-        let r = self.rng.next_u64();
-        let pick = r >> 32;
-        let max = self.max as u64;
-        let len = match r % 128 {
-            0 => max,
-            1 => 0,
-            2..=5 => pick % (max + 1),
-            _ => pick % (max.min(96) + 1),
-        };
-        Some(len as usize)
+        Some(pick_length(self.rng.next_u64(), self.max))
     }
+}
+
+/// The length distribution of [`Lengths`], from one random value.
+fn pick_length(r: u64, max: usize) -> usize {
+    let pick = r >> 32;
+    let max = max as u64;
+    let len = match r % 128 {
+        0 => max,
+        1 => 0,
+        2..=5 => pick % (max + 1),
+        _ => pick % (max.min(96) + 1),
+    };
+    len as usize
+}
+
+/// The length of message `seq` of a stream whose maximum message is `max`: the
+/// distribution of [`Lengths`], but a function of the sequence number alone, so that a
+/// consumer that joins mid-stream, or a producer that takes a stream over, knows it.
+pub fn length_at(seq: u64, max: usize) -> usize {
+    let mut rng = Rng::new(SEED ^ seq.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    rng.next_u64();
+    pick_length(rng.next_u64(), max)
 }
 
 /// How many padding records the producer writes for `lengths` in a ring of `capacity`
@@ -546,23 +685,43 @@ impl Iterator for Lengths {
 /// by a padding record; a fragment too short for a header is skipped. Used to show that a
 /// workload exercises the wrap-around, not to test the library.
 pub fn padding_records(lengths: impl Iterator<Item = usize>, capacity: u64) -> u64 {
-    const HDR: u64 = 24;
     let mut pos = 0u64;
     let mut pads = 0;
     for len in lengths {
-        let rec = (len as u64 + HDR + 7) & !7;
-        let room = capacity - pos % capacity;
-        if room < rec {
-            pads += 1;
-            pos += room;
-        }
-        pos += rec;
-        let room = capacity - pos % capacity;
-        if room < HDR {
-            pos += room;
-        }
+        let (next, padded) = next_position(pos, len, capacity);
+        pads += u64::from(padded);
+        pos = next;
     }
     pads
+}
+
+/// Size of a record header in the data ring (src/layout.rs).
+pub const RECORD_HEADER: u64 = 24;
+
+/// Size of the record that carries a `len`-byte payload: header plus payload, rounded up
+/// to 8 bytes.
+pub fn record_size(len: usize) -> u64 {
+    (len as u64 + RECORD_HEADER + 7) & !7
+}
+
+/// Where the producer's tail goes after a `len`-byte message sent at stream position
+/// `pos` in a ring of `capacity` bytes, and whether it had to pad to the next lap first:
+/// the framing of src/layout.rs, modelled to steer a workload (e.g. to a reservation that
+/// needs a padding record), not to test the library.
+pub fn next_position(pos: u64, len: usize, capacity: u64) -> (u64, bool) {
+    let rec = record_size(len);
+    let mut pos = pos;
+    let room = capacity - pos % capacity;
+    let padded = room < rec;
+    if padded {
+        pos += room;
+    }
+    pos += rec;
+    let room = capacity - pos % capacity;
+    if room < RECORD_HEADER {
+        pos += room;
+    }
+    (pos, padded)
 }
 
 fn mix(h: u64, w: u64) -> u64 {
@@ -653,5 +812,306 @@ impl Digest {
     /// Fold in message `seq` of `len` bytes with checksum `sum`.
     pub fn add(&mut self, seq: u64, len: usize, sum: u64) {
         self.0 = mix(mix(mix(self.0, seq), len as u64), sum);
+    }
+}
+
+/// Checks, message by message, that a consumer receives one contiguous, intact run of the
+/// workload stream ([`length_at`], [`write_message`]): every message carries the next
+/// sequence number (in the ring and in its bytes), has its length, and a body that matches
+/// its checksum. The first message received sets the start, unless one is required.
+#[derive(Clone, Debug)]
+pub struct RunCheck {
+    max: usize,
+    first: Option<u64>,
+    next: Option<u64>,
+    count: u64,
+}
+
+impl RunCheck {
+    /// A run of a stream whose maximum message is `max`, starting wherever it starts.
+    pub fn new(max: usize) -> RunCheck {
+        RunCheck {
+            max,
+            first: None,
+            next: None,
+            count: 0,
+        }
+    }
+
+    /// A run that must start exactly at message `first`.
+    pub fn from(max: usize, first: u64) -> RunCheck {
+        RunCheck {
+            next: Some(first),
+            ..RunCheck::new(max)
+        }
+    }
+
+    /// Check the next message received: `seq` as the ring reports it, `msg` its bytes.
+    pub fn check(&mut self, seq: u64, msg: &[u8]) -> Result<(), String> {
+        if let Some(next) = self.next {
+            if seq != next {
+                return Err(format!(
+                    "received message {seq} where {next} was due (after {} in order)",
+                    self.count
+                ));
+            }
+        }
+        check_message(seq, length_at(seq, self.max), msg)?;
+        self.first.get_or_insert(seq);
+        self.next = Some(seq + 1);
+        self.count += 1;
+        Ok(())
+    }
+
+    /// The first message of the run, if any was received.
+    pub fn first(&self) -> Option<u64> {
+        self.first
+    }
+
+    /// The message due next (the start, if nothing was received and a start is required).
+    pub fn next(&self) -> Option<u64> {
+        self.next
+    }
+
+    /// Messages received.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process of the host, so that a
+/// child can report when something happened relative to the parent's own readings.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Is some thread of process `pid` asleep in a *shared* futex wait (`FUTEX_WAIT_BITSET`
+/// without the private flag), as shmcast's waits are? Read from
+/// `/proc/<pid>/task/*/syscall` (the syscall number, then its arguments: the futex word's
+/// address and the operation). The process's other waits (thread join, locks) use private
+/// futexes and do not count.
+pub fn in_shared_futex_wait(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|task| {
+        let Ok(line) = std::fs::read_to_string(task.path().join("syscall")) else {
+            return false;
+        };
+        let mut fields = line.split_whitespace();
+        let nr = fields.next().and_then(|f| f.parse::<libc::c_long>().ok());
+        let op = fields
+            .nth(1)
+            .and_then(|f| u64::from_str_radix(f.trim_start_matches("0x"), 16).ok());
+        nr == Some(libc::SYS_futex) && op == Some(libc::FUTEX_WAIT_BITSET as u64)
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// The segment seen from outside (white-box: offsets from the const asserts in
+// src/layout.rs).
+
+/// Segment offsets of the fields a peer can read or write.
+pub mod offsets {
+    /// The layout line (magic, version, sizes): line 0.
+    pub const MAGIC: u64 = 0;
+    /// Ring capacity in the layout line.
+    pub const CAPACITY: u64 = 48;
+    /// The producer line (line 1): committed tail.
+    pub const TAIL: u64 = 128;
+    /// Claim: an upper bound of every position the producer may have written.
+    pub const CLAIM: u64 = 136;
+    /// Head: the oldest record not yet being overwritten.
+    pub const HEAD: u64 = 144;
+    /// Sequence number of the next message.
+    pub const NEXT_SEQ: u64 = 152;
+    /// The data futex (line 2): consumers sleep on its word.
+    pub const DATA_WORD: u64 = 256;
+    /// Consumers asleep (or about to sleep) on the data futex.
+    pub const DATA_SLEEPERS: u64 = 260;
+    /// The space futex (line 3): the producer sleeps on its word.
+    pub const SPACE_WORD: u64 = 384;
+    /// The producer asleep (or about to sleep) on the space futex.
+    pub const SPACE_SLEEPERS: u64 = 388;
+    /// The control line (line 4): one past the highest slot ever attached.
+    pub const HWM: u64 = 512;
+    /// The producer's state: 0 none, 1 live, 2 closed.
+    pub const STATE: u64 = 516;
+    /// The consumer slot table: one 128-byte line per slot.
+    pub const SLOTS: u64 = 640;
+    /// Size of a slot.
+    pub const SLOT_SIZE: u64 = 128;
+    /// A slot's cursor (u64): everything before it was released.
+    pub const SLOT_CURSOR: u64 = 0;
+    /// A slot's state (u32): generation << 8 | kind (0 free, 2 lossless, 3 lossy,
+    /// 4 evicted).
+    pub const SLOT_STATE: u64 = 8;
+    /// A slot's owner pid (u32, informational).
+    pub const SLOT_PID: u64 = 12;
+
+    /// Offset of `field` in slot `i`.
+    pub const fn slot(i: u32, field: u64) -> u64 {
+        SLOTS + i as u64 * SLOT_SIZE + field
+    }
+}
+
+/// A read-write mapping of a segment file, read and written word by word with atomics, as
+/// another process (or a hostile peer) sees it.
+pub struct SegmentView {
+    map: memmap2::MmapRaw,
+}
+
+impl SegmentView {
+    /// Map the whole file at `path` (for a named segment: `/dev/shm/<name>`).
+    pub fn open(path: &Path) -> SegmentView {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        let map = memmap2::MmapRaw::map_raw(&file).expect("mmap the segment");
+        SegmentView { map }
+    }
+
+    /// Map the named segment `name`.
+    pub fn named(name: &str) -> SegmentView {
+        SegmentView::open(&Path::new("/dev/shm").join(name))
+    }
+
+    fn at<T>(&self, offset: u64) -> *mut T {
+        let size = std::mem::size_of::<T>() as u64;
+        assert!(offset % size == 0, "misaligned offset {offset}");
+        assert!(
+            offset + size <= self.map.len() as u64,
+            "offset {offset} out of the map"
+        );
+        // SAFETY: in bounds (checked above).
+        unsafe { self.map.as_mut_ptr().add(offset as usize).cast() }
+    }
+
+    /// The `u64` at `offset` (8-aligned).
+    pub fn load_u64(&self, offset: u64) -> u64 {
+        // SAFETY: in bounds and aligned (checked by `at`; the mapping is page aligned);
+        // other processes access these words only with atomics.
+        unsafe { (*self.at::<AtomicU64>(offset)).load(Ordering::Acquire) }
+    }
+
+    /// The `u32` at `offset` (4-aligned).
+    pub fn load_u32(&self, offset: u64) -> u32 {
+        // SAFETY: as in `load_u64`.
+        unsafe { (*self.at::<AtomicU32>(offset)).load(Ordering::Acquire) }
+    }
+
+    /// Overwrite the `u64` at `offset` (8-aligned).
+    pub fn store_u64(&self, offset: u64, value: u64) {
+        // SAFETY: as in `load_u64`.
+        unsafe { (*self.at::<AtomicU64>(offset)).store(value, Ordering::Release) }
+    }
+
+    /// Overwrite the `u32` at `offset` (4-aligned).
+    pub fn store_u32(&self, offset: u64, value: u32) {
+        // SAFETY: as in `load_u64`.
+        unsafe { (*self.at::<AtomicU32>(offset)).store(value, Ordering::Release) }
+    }
+
+    /// The mapped length (the file size when it was mapped).
+    pub fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    /// The slot whose owner pid is `pid`, among the first `max_consumers`.
+    pub fn slot_of(&self, pid: u32, max_consumers: u32) -> Option<u32> {
+        (0..max_consumers).find(|&i| self.load_u32(offsets::slot(i, offsets::SLOT_PID)) == pid)
+    }
+}
+
+/// Receive until `Disconnected`, checking every message with `run`. Any other error, or a
+/// message that fails the check, ends it with a description.
+pub fn receive_until_disconnected(
+    consumer: &mut Consumer,
+    run: &mut RunCheck,
+) -> Result<(), String> {
+    loop {
+        let received = consumer.recv().map(|msg| run.check(msg.seq(), &msg));
+        match received {
+            Ok(checked) => checked?,
+            Err(RecvError::Disconnected) => return Ok(()),
+            Err(e) => return Err(format!("after {} messages: {e}", run.count())),
+        }
+    }
+}
+
+/// A producer of the workload stream ([`length_at`], [`write_message`]): sends message
+/// after message, each bounded by the hang guard (a producer that cannot go on fails the
+/// test instead of hanging it), and times every send that reclaimed or evicted a consumer
+/// slot: how long the producer stayed gated by a dead (or evicted) consumer.
+pub struct WorkloadSender {
+    producer: Producer,
+    max: usize,
+    next: u64,
+    buf: Vec<u8>,
+    reclaims: Vec<Duration>,
+}
+
+impl WorkloadSender {
+    /// Send with `producer`, starting at message `next`.
+    pub fn new(producer: Producer, next: u64) -> WorkloadSender {
+        WorkloadSender {
+            max: producer.max_message(),
+            producer,
+            next,
+            buf: Vec::new(),
+            reclaims: Vec::new(),
+        }
+    }
+
+    /// Send the next message; returns whether this send reclaimed (or evicted) a slot.
+    pub fn send_next(&mut self) -> bool {
+        let seq = self.next;
+        let len = length_at(seq, self.max);
+        self.buf.resize(len, 0);
+        write_message(seq, &mut self.buf);
+        let before = self.producer.stats().evictions;
+        let start = Instant::now();
+        if let Err(e) = self.producer.send_timeout(&self.buf, HANG_GUARD) {
+            panic!("the producer is stuck at message {seq}: {e}");
+        }
+        let reclaimed = self.producer.stats().evictions > before;
+        if reclaimed {
+            self.reclaims.push(start.elapsed());
+        }
+        self.next += 1;
+        reclaimed
+    }
+
+    /// Send the next `n` messages.
+    pub fn send(&mut self, n: u64) {
+        for _ in 0..n {
+            self.send_next();
+        }
+    }
+
+    /// The message sent next.
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+
+    /// The producer's counters.
+    pub fn stats(&self) -> shmcast::ProducerStats {
+        self.producer.stats()
+    }
+
+    /// Close the stream (drop the producer). Returns its counters, the number of the first
+    /// message not sent, and the duration of every send that reclaimed a slot.
+    pub fn close(self) -> (shmcast::ProducerStats, u64, Vec<Duration>) {
+        let stats = self.producer.stats();
+        drop(self.producer);
+        (stats, self.next, self.reclaims)
     }
 }
