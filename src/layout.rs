@@ -174,7 +174,8 @@ pub(crate) struct FutexLine {
 /// every message.
 #[repr(C)]
 pub(crate) struct ControlLine {
-    /// One past the highest slot index ever attached: the producer scans `0..hwm`.
+    /// One past the highest slot index ever attached. Advisory, for monitoring tools: any
+    /// consumer can write it, so the producer does not trust it and scans every slot.
     pub(crate) hwm: AtomicU32,
     /// `PRODUCER_*`.
     pub(crate) state: AtomicU32,
@@ -204,6 +205,10 @@ pub(crate) struct Slot {
     pub(crate) state: AtomicU32,
     /// Process id of the owner (informational only: liveness uses locks).
     pub(crate) pid: AtomicU32,
+    /// 1 while the owner counts itself in `Header::data.sleepers`. Whoever swaps a 1 back to
+    /// 0 (the owner on waking, or whoever reclaims the slot of a dead owner) takes it off
+    /// the count, so a consumer killed in its sleep leaves no phantom sleeper behind.
+    pub(crate) sleeping: AtomicU32,
 }
 
 /// Size of the header in bytes.
@@ -237,6 +242,7 @@ const _: () = {
     assert!(offset_of!(Slot, cursor) == 0);
     assert!(offset_of!(Slot, state) == 8);
     assert!(offset_of!(Slot, pid) == 12);
+    assert!(offset_of!(Slot, sleeping) == 16);
     // Futex words must be 4-byte aligned.
     assert!(offset_of!(FutexLine, word) % 4 == 0);
 };

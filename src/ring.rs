@@ -243,6 +243,9 @@ impl RingProducer {
         h.producer.tail.store(tail, Release);
         h.producer.next_seq.store(next_seq, Release);
         h.control.epoch.fetch_add(1, Relaxed);
+        // Only a producer sleeps for space, and holding the producer lock proves the one
+        // before us is gone: whatever it left counted there is a phantom.
+        h.space.sleepers.store(0, Relaxed);
         // Release pairs with the consumers' Acquire loads of the state.
         h.control.state.store(PRODUCER_LIVE, Release);
         Ok(p)
@@ -429,14 +432,13 @@ impl RingProducer {
     /// `need`.
     fn scan_gate(&mut self, need: u64) -> u64 {
         self.stats.rescans += 1;
-        let h = self.region.header();
         let tail = self.tail;
         let floor = tail.saturating_sub(self.cap);
-        // Acquire pairs with the Release `fetch_max` in `register`.
-        let hwm = h.control.hwm.load(Acquire).min(self.max_consumers);
         let mut gate = tail;
         let mut probe: Option<bool> = None;
-        for i in 0..hwm {
+        // Every slot: the advisory `hwm` is consumer-writable, so a hostile consumer could
+        // hide others behind it. Free slots are read-shared lines: cheap to skip.
+        for i in 0..self.max_consumers {
             let slot = self.region.slot(i);
             // Acquire pairs with the consumer's Release state store in `register`.
             let state = slot.state.load(Acquire);
@@ -455,6 +457,7 @@ impl RingProducer {
                 if due && !self.region.held_by_other(LockId::Slot(i)) {
                     // Gated by a consumer whose process is gone: reclaim its slot.
                     self.evict(i, state);
+                    clear_sleeper(&self.region, i);
                     continue;
                 }
                 if due && self.stuck_too_long(i, state) {
@@ -633,6 +636,26 @@ impl RingProducer {
             h.data.word.fetch_add(1, Release);
             self.region.wake_all(&h.data.word);
             self.stats.wake_syscalls += 1;
+            self.audit_sleepers();
+        }
+    }
+
+    /// We are paying for wake syscalls: every so often, make sure each counted sleeper is
+    /// alive, so a consumer that died asleep (and that nothing else would reclaim, such as
+    /// a lossy one) does not cost a syscall per message for ever.
+    fn audit_sleepers(&mut self) {
+        #[cfg(not(shmcast_loom))]
+        if self.probe_due() {
+            for i in 0..self.max_consumers {
+                let slot = self.region.slot(i);
+                if slot.sleeping.load(Relaxed) != 0 && !self.region.held_by_other(LockId::Slot(i)) {
+                    let state = slot.state.load(Acquire);
+                    if slot_kind(state) == SLOT_LOSSLESS {
+                        self.evict(i, state);
+                    }
+                    clear_sleeper(&self.region, i);
+                }
+            }
         }
     }
 
@@ -642,10 +665,12 @@ impl RingProducer {
         // Release pairs with the consumers' Acquire state loads: everything published
         // before is visible to a consumer that sees CLOSED.
         h.control.state.store(PRODUCER_CLOSED, Release);
+        // Consumers believe CLOSED only once the producer lock is free (any consumer could
+        // write the state word), so release it before waking them.
+        self.region.unlock(LockId::Producer);
         fence(SeqCst);
         h.data.word.fetch_add(1, Release);
         self.region.wake_all(&h.data.word);
-        self.region.unlock(LockId::Producer);
     }
 }
 
@@ -770,9 +795,9 @@ impl RingConsumer {
         let slot = region.slot(self.slot);
         // We hold the slot's lock, so whatever the slot says belongs to a dead owner.
         let mut generation = slot_generation(slot.state.load(Relaxed));
+        clear_sleeper(&region, self.slot);
         slot.pid.store(std::process::id(), Relaxed);
-        // Release pairs with the Acquire hwm load in `scan_gate`.
-        h.control.hwm.fetch_max(self.slot + 1, Release);
+        h.control.hwm.fetch_max(self.slot + 1, Relaxed);
         let mut pos = match start {
             StartAt::Next => position("tail", h.producer.tail.load(Acquire))?,
             StartAt::Oldest => self.oldest_start(h.producer.claim.load(Acquire))?,
@@ -813,6 +838,8 @@ impl RingConsumer {
         let slot = region.slot(self.slot);
         let generation = slot_generation(slot.state.load(Relaxed)).wrapping_add(1) & 0x00ff_ffff;
         self.state = slot_state(generation, SLOT_LOSSY);
+        clear_sleeper(&region, self.slot);
+        h.control.hwm.fetch_max(self.slot + 1, Relaxed);
         slot.pid.store(std::process::id(), Relaxed);
         slot.state.store(self.state, Release);
         for _ in 0..ATTACH_ATTEMPTS {
@@ -943,8 +970,9 @@ impl RingConsumer {
                 continue;
             }
             // Acquire pairs with the producer's Release stamp store in `publish_stamps`.
-            if self.region.word(idx).load(Acquire) != c {
-                return Ok(None);
+            let stamp = self.region.word(idx).load(Acquire);
+            if stamp != c {
+                return self.not_published(c, stamp);
             }
             match self.parse(c, idx).map_err(RecvTimeoutError::Corrupt)? {
                 Parsed::Message { len, end } => {
@@ -958,6 +986,25 @@ impl RingConsumer {
                 }
                 Parsed::Padding { end } => self.cursor = end,
             }
+        }
+        Ok(None)
+    }
+
+    /// The stamp at our cursor `c` is not `c`. Normally the record is just not published
+    /// yet; a later lap's position means the producer overran a record we never released,
+    /// which only eviction (or a peer corrupting the slot table) can cause: say so rather
+    /// than wait for ever.
+    #[cold]
+    fn not_published(&self, c: u64, stamp: u64) -> Result<Option<Record>, RecvTimeoutError> {
+        if stamp > c && stamp <= MAX_POSITION && (stamp - c) % self.cap == 0 {
+            if self.region.slot(self.slot).state.load(Relaxed) != self.state {
+                return Err(RecvTimeoutError::Evicted);
+            }
+            return Err(RecvTimeoutError::Corrupt(Corruption {
+                position: c,
+                reason: "the producer overwrote a record this consumer had not released",
+                value: stamp,
+            }));
         }
         Ok(None)
     }
@@ -1111,7 +1158,11 @@ impl RingConsumer {
         }
         let control = &self.region.header().control;
         // Acquire pairs with the producer's Release state stores (`attach`, `close`).
-        if control.state.load(Acquire) == PRODUCER_CLOSED {
+        // CLOSED counts only once the producer lock is free: a consumer could have written
+        // it (and a closing producer frees the lock before waking anyone).
+        if control.state.load(Acquire) == PRODUCER_CLOSED
+            && !self.region.held_by_other(LockId::Producer)
+        {
             return Some(Ended::Closed);
         }
         if self.probe_due(force_probe) && !self.region.held_by_other(LockId::Producer) {
@@ -1202,6 +1253,9 @@ impl RingConsumer {
         let h = region.header();
         // Read the futex word first (see the module docs).
         let seen = h.data.word.load(Acquire);
+        // Flag first, count second: dying between the two costs another sleeper at most one
+        // bounded sleep; the reverse order would leak a phantom count.
+        region.slot(self.slot).sleeping.store(1, Relaxed);
         h.data.sleepers.fetch_add(1, Relaxed);
         // Dekker: orders the sleeper increment before the re-check; pairs with the fence in
         // `RingProducer::wake_consumers` (stamp store, fence, sleepers load).
@@ -1213,7 +1267,7 @@ impl RingConsumer {
             self.stats.sleeps += 1;
             region.wait(&h.data.word, seen, t)
         };
-        h.data.sleepers.fetch_sub(1, Relaxed);
+        clear_sleeper(&region, self.slot);
         wake
     }
 
@@ -1241,6 +1295,18 @@ impl RingConsumer {
             self.region.wake_all(&h.space.word);
         }
         self.region.unlock(LockId::Slot(self.slot));
+    }
+}
+
+/// Take slot `i`'s owner off the data sleeper count if it is on it (see `Slot::sleeping`).
+fn clear_sleeper(region: &Region, i: u32) {
+    if region.slot(i).sleeping.swap(0, Relaxed) != 0 {
+        // Saturating: a count a hostile peer zeroed must not wrap to "always wake".
+        let _ = region
+            .header()
+            .data
+            .sleepers
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
     }
 }
 
