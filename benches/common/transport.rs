@@ -44,8 +44,8 @@ pub enum Kind {
     Floor,
     /// The floor carrying the payload: each side copies the message into a shared slot
     /// (an 8-byte flag, then the bytes) and publishes the flag; the other copies it out.
-    /// The least a message of this size can cost with any shared-memory protocol that
-    /// signals through one flag.
+    /// The least a small message (up to 512 B) can cost with any shared-memory protocol
+    /// that signals through one flag.
     FloorPayload,
 }
 
@@ -456,10 +456,15 @@ fn mqueue(size: usize) -> io::Result<OwnedFd> {
 }
 
 /// Can this machine carry `size`-byte messages over `kind`? (POSIX queues refuse messages
-/// above `/proc/sys/fs/mqueue/msgsize_max` to unprivileged users; everything else can.)
+/// above `/proc/sys/fs/mqueue/msgsize_max` to unprivileged users; the payload floor is
+/// for small messages only; everything else can.)
 pub fn probe(kind: Kind, size: usize) -> io::Result<()> {
     match kind {
         Kind::Mqueue => mqueue(size).map(drop),
+        Kind::FloorPayload if size > super::measure::FLOOR_PAYLOAD_MAX => Err(other(format!(
+            "floor-payload is a small-message reference (up to {} B)",
+            super::measure::FLOOR_PAYLOAD_MAX
+        ))),
         _ => Ok(()),
     }
 }
