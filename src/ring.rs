@@ -52,6 +52,9 @@ use std::time::{Duration, Instant};
 
 const HDR: u64 = RECORD_HEADER as u64;
 
+/// Checkpoints kept by the producer: two laps' worth of claim chunks (eighths).
+const CHECKPOINTS: usize = 16;
+
 /// How many times an attaching consumer re-registers before giving up.
 const ATTACH_ATTEMPTS: u32 = 1000;
 
@@ -89,9 +92,10 @@ pub enum StartAt {
     /// At the next message published after it attaches (default).
     #[default]
     Next,
-    /// At the oldest message still in the ring that the producer has not begun to
-    /// overwrite (up to an eighth of the capacity of the very oldest data may already be
-    /// claimed for overwriting and is skipped).
+    /// At the oldest message still in the ring that the producer is not about to
+    /// overwrite: it claims space an eighth of the capacity at a time, and starts are
+    /// tracked per eighth, so up to a quarter of the capacity of the very oldest data may
+    /// be skipped.
     Oldest,
 }
 
@@ -137,6 +141,8 @@ pub(crate) struct RingProducer {
     max_message: u64,
     max_consumers: u32,
     claim_chunk: u64,
+    /// `log2(claim_chunk)`.
+    chunk_shift: u32,
     /// Position of the next record (the committed end).
     tail: u64,
     next_seq: u64,
@@ -144,8 +150,12 @@ pub(crate) struct RingProducer {
     limit: u64,
     /// The claim last published.
     claim: u64,
-    /// The oldest record not yet (being) overwritten.
-    head: u64,
+    /// The first record position of each of the last `CHECKPOINTS` claim chunks written
+    /// (a private ring indexed by chunk number): where `head` can point when the claim
+    /// moves, without walking records on the hot path.
+    checkpoints: [u64; CHECKPOINTS],
+    /// Chunk number of the last checkpoint taken.
+    last_chunk: u64,
     last_probe: Option<Instant>,
     /// Opt-in: evict a live lossless consumer that gates us for this long.
     evict_after: Option<Duration>,
@@ -190,7 +200,7 @@ impl RingProducer {
             let head = position("head", h.producer.head.load(Acquire))?;
             Ok((tail, claim, head))
         };
-        let (mut tail, claim, old_head) = match read() {
+        let (mut tail, claim, _) = match read() {
             Ok(v) => v,
             Err(e) => {
                 region.unlock(LockId::Producer);
@@ -204,12 +214,14 @@ impl RingProducer {
             mask: geo.mask,
             max_message: u64::from(geo.max_message),
             max_consumers: geo.max_consumers,
-            claim_chunk: (cap / 8).max(8),
+            claim_chunk: cap / 8,
+            chunk_shift: (cap / 8).trailing_zeros(),
             tail: 0,
             next_seq: 0,
             limit: 0,
             claim,
-            head: 0,
+            checkpoints: [u64::MAX; CHECKPOINTS],
+            last_chunk: u64::MAX,
             last_probe: None,
             evict_after: None,
             gated_since: Vec::new(),
@@ -237,7 +249,9 @@ impl RingProducer {
         p.tail = tail;
         p.next_seq = next_seq;
         let h = p.region.header();
-        p.head = old_head.clamp(tail.saturating_sub(cap), tail);
+        // No checkpoints yet: consumers starting at the oldest message start at the tail
+        // until we have written a chunk.
+        h.producer.head.store(tail, Release);
         // The claim never goes down: it bounds what the old producer may have written too.
         p.claim = p.claim.max(tail);
         h.producer.tail.store(tail, Release);
@@ -330,9 +344,6 @@ impl RingProducer {
         if end > self.limit && !self.refresh(end) {
             return Err(TrySendError::Full);
         }
-        if end > self.head + self.cap {
-            self.advance_head(end);
-        }
         Ok(res)
     }
 
@@ -398,6 +409,18 @@ impl RingProducer {
             let claim = need.max((self.claim + self.claim_chunk).min(self.tail + self.cap));
             // Release pairs with the Acquire claim load in `RingConsumer::register`: a
             // consumer that sees this claim also sees the tail it was derived from.
+            // The oldest record this claim leaves intact: the first checkpoint at or above
+            // `claim - capacity` (advisory: readers validate every stamp they walk).
+            let floor = claim.saturating_sub(self.cap);
+            let head = self
+                .checkpoints
+                .iter()
+                .copied()
+                .filter(|&p| p >= floor && p <= self.tail)
+                .min()
+                .unwrap_or(self.tail);
+            // Release pairs with the Acquire head load in `oldest_start`.
+            h.producer.head.store(head, Release);
             h.producer.claim.store(claim, Release);
             // Dekker with the attaching consumer's fence: either our slot scan below sees
             // its registration, or it sees this claim and moves its start forward.
@@ -505,34 +528,6 @@ impl RingProducer {
         }
     }
 
-    /// Advance `head` past every record the writes up to `end` will damage.
-    fn advance_head(&mut self, end: u64) {
-        let target = end - self.cap;
-        let mut head = self.head;
-        while head < target {
-            let idx = head & self.mask;
-            let room = self.cap - idx;
-            if room < HDR {
-                head += room;
-                continue;
-            }
-            match self.record_at(head) {
-                Some((_, KIND_PADDING, _)) => head += room,
-                Some((len, _, _)) => head = self.skip_short(head + record_size(len)),
-                // A scribbled header: nothing older than our tail can be trusted.
-                None => head = self.tail,
-            }
-            if head >= self.tail {
-                head = self.tail;
-                break;
-            }
-        }
-        self.head = head;
-        // Advisory (attach validates every stamp it walks); Release pairs with the Acquire
-        // load in `oldest_start`.
-        self.region.header().producer.head.store(head, Release);
-    }
-
     /// Publish a reserved record whose payload has been written.
     #[inline]
     pub(crate) fn commit(&mut self, res: Reservation) {
@@ -561,6 +556,11 @@ impl RingProducer {
         }
         if publish {
             self.publish_stamps(res);
+        }
+        let chunk = res.pos >> self.chunk_shift;
+        if chunk != self.last_chunk {
+            self.last_chunk = chunk;
+            self.checkpoints[chunk as usize % CHECKPOINTS] = res.pos;
         }
         self.tail = res.next;
         self.next_seq += 1;
