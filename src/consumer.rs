@@ -249,6 +249,11 @@ impl Consumer {
 
     /// Receive the next message if one is available now.
     ///
+    /// A closed stream is reported at once. A *dead* producer is detected by probing its
+    /// liveness lock (a syscall), which `try_recv` does at most every 5 ms and every 256th
+    /// empty poll: a loop of `try_recv` calls sees [`TryRecvError::ProducerDied`] within a
+    /// few milliseconds, a single call may say `Empty`.
+    ///
     /// # Errors
     /// [`TryRecvError::Empty`] or as [`Consumer::recv`].
     ///
