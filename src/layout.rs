@@ -160,12 +160,16 @@ pub(crate) struct ProducerLine {
     pub(crate) next_seq: AtomicU64,
 }
 
-/// Lines 2 and 3: a futex word and the number of processes sleeping on it.
+/// Lines 2 and 3: a futex word and the flag that says someone may sleep on it (an
+/// eventcount: one wake-up per sleep generation, however many sleepers, and none at all
+/// while nobody sleeps).
 #[repr(C)]
 pub(crate) struct FutexLine {
     /// The futex word: bumped by a waker before `FUTEX_WAKE`.
     pub(crate) word: AtomicU32,
-    /// Sleepers announce themselves here before re-checking their condition.
+    /// Non-zero while someone may be asleep on `word`: a sleeper sets it (a read-modify-
+    /// write) before its last re-check; a waker clears it when it wakes everyone. A sleeper
+    /// that dies leaves it set, which costs exactly one needless wake-up.
     pub(crate) sleepers: AtomicU32,
 }
 
@@ -205,10 +209,6 @@ pub(crate) struct Slot {
     pub(crate) state: AtomicU32,
     /// Process id of the owner (informational only: liveness uses locks).
     pub(crate) pid: AtomicU32,
-    /// 1 while the owner counts itself in `Header::data.sleepers`. Whoever swaps a 1 back to
-    /// 0 (the owner on waking, or whoever reclaims the slot of a dead owner) takes it off
-    /// the count, so a consumer killed in its sleep leaves no phantom sleeper behind.
-    pub(crate) sleeping: AtomicU32,
 }
 
 /// Size of the header in bytes.
@@ -242,7 +242,6 @@ const _: () = {
     assert!(offset_of!(Slot, cursor) == 0);
     assert!(offset_of!(Slot, state) == 8);
     assert!(offset_of!(Slot, pid) == 12);
-    assert!(offset_of!(Slot, sleeping) == 16);
     // Futex words must be 4-byte aligned.
     assert!(offset_of!(FutexLine, word) % 4 == 0);
 };

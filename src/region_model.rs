@@ -77,7 +77,6 @@ impl Region {
                 cursor: AtomicU64::new(0),
                 state: AtomicU32::new(0),
                 pid: AtomicU32::new(0),
-                sleeping: AtomicU32::new(0),
             })
             .collect();
         let words = (0..geo.capacity / 8)

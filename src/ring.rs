@@ -35,10 +35,14 @@
 //! the new slot, or the consumer sees a claim that may overrun its start and moves forward.
 //!
 //! # Sleeping and waking
-//! Dekker-shaped, with `fence(SeqCst)` on both sides. Sleeper: read the futex word,
-//! increment the sleeper count, fence, re-check, `futex_wait(word, value_read_first)`,
-//! decrement. Waker: publish, fence, and only if the sleeper count is non-zero bump the word
-//! and `FUTEX_WAKE`. Consumers sleep on the `data` futex, the producer on the `space` futex.
+//! Dekker-shaped, with `fence(SeqCst)` on both sides, as an eventcount. Sleeper: read the
+//! futex word, set the `sleepers` flag (a read-modify-write), fence, re-check,
+//! `futex_wait(word, value_read_first)`. Waker: publish, fence, and only if the flag is set
+//! clear it, bump the word and `FUTEX_WAKE` everyone. One wake-up serves every sleeper of a
+//! generation: while woken consumers are still on their way back to a CPU (tens of
+//! microseconds on an idle VM) later messages make no syscall, and a sleeper that died
+//! costs one needless wake-up, not one per message. Consumers sleep on the `data` futex,
+//! the producer on the `space` futex.
 
 use crate::error::{
     Corruption, OpenError, RecvTimeoutError, SegmentError, SendTimeoutError, TrySendError,
@@ -258,7 +262,7 @@ impl RingProducer {
         h.producer.next_seq.store(next_seq, Release);
         h.control.epoch.fetch_add(1, Relaxed);
         // Only a producer sleeps for space, and holding the producer lock proves the one
-        // before us is gone: whatever it left counted there is a phantom.
+        // before us is gone: a flag it left set would only cost consumers a wake-up.
         h.space.sleepers.store(0, Relaxed);
         // Release pairs with the consumers' Acquire loads of the state.
         h.control.state.store(PRODUCER_LIVE, Release);
@@ -390,16 +394,15 @@ impl RingProducer {
         // Read the futex word first: a wake after this point changes it and the wait
         // returns at once.
         let seen = h.space.word.load(Acquire);
-        h.space.sleepers.fetch_add(1, Relaxed);
-        // Dekker: orders the sleeper increment before the cursor loads in `refresh`; pairs
-        // with the fence in `RingConsumer::publish` (cursor store, fence, sleepers load).
+        h.space.sleepers.swap(1, Relaxed);
+        // Dekker: orders the announcement before the cursor loads in `refresh`; pairs with
+        // the fence in `RingConsumer::publish` (cursor store, fence, flag load).
         fence(SeqCst);
         if !self.refresh(res.write_end()) {
             let t = remaining.map_or(SLEEP_BOUND, |r| r.min(SLEEP_BOUND));
             self.region.wait(&h.space.word, seen, t);
             self.stats.sleeps += 1;
         }
-        h.space.sleepers.fetch_sub(1, Relaxed);
     }
 
     /// Re-derive the write limit; true if `need` fits under it.
@@ -480,7 +483,6 @@ impl RingProducer {
                 if due && !self.region.held_by_other(LockId::Slot(i)) {
                     // Gated by a consumer whose process is gone: reclaim its slot.
                     self.evict(i, state);
-                    clear_sleeper(&self.region, i);
                     continue;
                 }
                 if due && self.stuck_too_long(i, state) {
@@ -632,30 +634,8 @@ impl RingProducer {
         // fence in `RingConsumer::sleep` (sleepers increment, fence, stamp re-check).
         fence(SeqCst);
         if h.data.sleepers.load(Relaxed) != 0 {
-            // Release: a woken consumer that reads the new word also sees the records.
-            h.data.word.fetch_add(1, Release);
-            self.region.wake_all(&h.data.word);
+            wake_generation(&self.region, &h.data);
             self.stats.wake_syscalls += 1;
-            self.audit_sleepers();
-        }
-    }
-
-    /// We are paying for wake syscalls: every so often, make sure each counted sleeper is
-    /// alive, so a consumer that died asleep (and that nothing else would reclaim, such as
-    /// a lossy one) does not cost a syscall per message for ever.
-    fn audit_sleepers(&mut self) {
-        #[cfg(not(shmcast_loom))]
-        if self.probe_due() {
-            for i in 0..self.max_consumers {
-                let slot = self.region.slot(i);
-                if slot.sleeping.load(Relaxed) != 0 && !self.region.held_by_other(LockId::Slot(i)) {
-                    let state = slot.state.load(Acquire);
-                    if slot_kind(state) == SLOT_LOSSLESS {
-                        self.evict(i, state);
-                    }
-                    clear_sleeper(&self.region, i);
-                }
-            }
         }
     }
 
@@ -795,7 +775,6 @@ impl RingConsumer {
         let slot = region.slot(self.slot);
         // We hold the slot's lock, so whatever the slot says belongs to a dead owner.
         let mut generation = slot_generation(slot.state.load(Relaxed));
-        clear_sleeper(&region, self.slot);
         slot.pid.store(std::process::id(), Relaxed);
         h.control.hwm.fetch_max(self.slot + 1, Relaxed);
         let mut pos = match start {
@@ -838,7 +817,6 @@ impl RingConsumer {
         let slot = region.slot(self.slot);
         let generation = slot_generation(slot.state.load(Relaxed)).wrapping_add(1) & 0x00ff_ffff;
         self.state = slot_state(generation, SLOT_LOSSY);
-        clear_sleeper(&region, self.slot);
         h.control.hwm.fetch_max(self.slot + 1, Relaxed);
         slot.pid.store(std::process::id(), Relaxed);
         slot.state.store(self.state, Release);
@@ -1142,8 +1120,7 @@ impl RingConsumer {
         // Dekker: pairs with the producer's fence in `sleep_for_space`.
         fence(SeqCst);
         if h.space.sleepers.load(Relaxed) != 0 {
-            h.space.word.fetch_add(1, Release);
-            self.region.wake_all(&h.space.word);
+            wake_generation(&self.region, &h.space);
             self.stats.wake_syscalls += 1;
         }
     }
@@ -1253,22 +1230,16 @@ impl RingConsumer {
         let h = region.header();
         // Read the futex word first (see the module docs).
         let seen = h.data.word.load(Acquire);
-        // Flag first, count second: dying between the two costs another sleeper at most one
-        // bounded sleep; the reverse order would leak a phantom count.
-        region.slot(self.slot).sleeping.store(1, Relaxed);
-        h.data.sleepers.fetch_add(1, Relaxed);
-        // Dekker: orders the sleeper increment before the re-check; pairs with the fence in
-        // `RingProducer::wake_consumers` (stamp store, fence, sleepers load).
+        h.data.sleepers.swap(1, Relaxed);
+        // Dekker: orders the announcement before the re-check; pairs with the fence in
+        // `RingProducer::wake_consumers` (stamp store, fence, flag load).
         fence(SeqCst);
-        let wake = if self.ready() || h.control.state.load(Relaxed) == PRODUCER_CLOSED {
-            Wake::Woken
-        } else {
-            let t = remaining.map_or(SLEEP_BOUND, |r| r.min(SLEEP_BOUND));
-            self.stats.sleeps += 1;
-            region.wait(&h.data.word, seen, t)
-        };
-        clear_sleeper(&region, self.slot);
-        wake
+        if self.ready() || h.control.state.load(Relaxed) == PRODUCER_CLOSED {
+            return Wake::Woken;
+        }
+        let t = remaining.map_or(SLEEP_BOUND, |r| r.min(SLEEP_BOUND));
+        self.stats.sleeps += 1;
+        region.wait(&h.data.word, seen, t)
     }
 
     /// Copy the payload of `rec` out.
@@ -1291,23 +1262,21 @@ impl RingConsumer {
         // Dekker with `sleep_for_space`, as in `publish`.
         fence(SeqCst);
         if h.space.sleepers.load(Relaxed) != 0 {
-            h.space.word.fetch_add(1, Release);
-            self.region.wake_all(&h.space.word);
+            wake_generation(&self.region, &h.space);
         }
         self.region.unlock(LockId::Slot(self.slot));
     }
 }
 
-/// Take slot `i`'s owner off the data sleeper count if it is on it (see `Slot::sleeping`).
-fn clear_sleeper(region: &Region, i: u32) {
-    if region.slot(i).sleeping.swap(0, Relaxed) != 0 {
-        // Saturating: a count a hostile peer zeroed must not wrap to "always wake".
-        let _ = region
-            .header()
-            .data
-            .sleepers
-            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
-    }
+/// Wake every sleeper of the current generation of `futex` (the caller saw its flag set
+/// after its fence). Clearing the flag first means later publications make no syscall
+/// until someone announces a new sleep; bumping the word makes a sleeper that read the old
+/// value return at once instead of sleeping.
+fn wake_generation(region: &Region, futex: &FutexLine) {
+    futex.sleepers.store(0, Relaxed);
+    // Release: a woken sleeper that reads the new word also sees what was published.
+    futex.word.fetch_add(1, Release);
+    region.wake_all(&futex.word);
 }
 
 /// A validated record header.
