@@ -83,3 +83,31 @@ pub(crate) fn wake_all(word: &AtomicU32) -> usize {
     };
     usize::try_from(r).unwrap_or(0)
 }
+
+// membarrier(2) commands (linux/membarrier.h).
+const MEMBARRIER_CMD_QUERY: libc::c_long = 0;
+const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_long = 1 << 1;
+const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_long = 1 << 2;
+
+fn membarrier(cmd: libc::c_long) -> libc::c_long {
+    // SAFETY: membarrier takes two integer arguments and touches no user memory.
+    unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0 as libc::c_long) }
+}
+
+/// Register this process for expedited global memory barriers: once registered, a
+/// `heavy_barrier` issued by any process forces a full memory barrier on every CPU that is
+/// running one of this process's threads. False if the kernel does not offer it.
+pub(crate) fn register_for_heavy_barriers() -> bool {
+    let supported = membarrier(MEMBARRIER_CMD_QUERY);
+    supported >= 0
+        && supported & MEMBARRIER_CMD_GLOBAL_EXPEDITED != 0
+        && membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0
+}
+
+/// The heavy side of an asymmetric barrier: when it returns, every thread of every
+/// registered process has executed a full memory barrier since it was called, so their
+/// stores that precede their current point in program order are visible to us, and our
+/// stores before the call are visible to their later loads. False if the call failed.
+pub(crate) fn heavy_barrier() -> bool {
+    membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0
+}

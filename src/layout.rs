@@ -185,6 +185,10 @@ pub(crate) struct ControlLine {
     pub(crate) state: AtomicU32,
     /// Incremented by every producer that attaches (creation or takeover).
     pub(crate) epoch: AtomicU32,
+    /// 1 if the producer publishes without a hardware fence before it checks for sleeping
+    /// consumers: a consumer about to sleep must then issue a heavy (membarrier) barrier
+    /// instead of its own fence. Set by each producer when it attaches.
+    pub(crate) asymmetric: AtomicU32,
 }
 
 /// The segment header.

@@ -263,6 +263,19 @@ impl Region {
         futex::wait(word, expected, timeout)
     }
 
+    /// Can the producer of this region publish with only a compiler fence before it checks
+    /// for sleepers (sleepers issuing `heavy_barrier` instead)? Mapped segments only, and
+    /// only where the kernel offers expedited global membarrier (this process is then
+    /// registered for it). Heap rings keep the symmetric fences, which Miri can check.
+    pub(crate) fn enable_asymmetric_barrier(&self) -> bool {
+        matches!(self.backing, Backing::Mapped(_)) && futex::register_for_heavy_barriers()
+    }
+
+    /// The heavy side of the asymmetric barrier (see `futex::heavy_barrier`).
+    pub(crate) fn heavy_barrier(&self) -> bool {
+        futex::heavy_barrier()
+    }
+
     /// Wake every sleeper on `word`.
     pub(crate) fn wake_all(&self, word: &AtomicU32) {
         futex::wake_all(word);

@@ -70,6 +70,7 @@ impl Region {
                 hwm: AtomicU32::new(0),
                 state: AtomicU32::new(PRODUCER_NONE),
                 epoch: AtomicU32::new(0),
+                asymmetric: AtomicU32::new(0),
             }),
         });
         let slots = (0..geo.max_consumers)
@@ -188,6 +189,16 @@ impl Region {
         }
         drop(self.cv.wait(guard).unwrap());
         Wake::Woken
+    }
+
+    /// Loom checks the symmetric protocol only: no asymmetric barriers in the model.
+    pub(crate) fn enable_asymmetric_barrier(&self) -> bool {
+        false
+    }
+
+    /// Never called: asymmetric mode is never enabled in the model.
+    pub(crate) fn heavy_barrier(&self) -> bool {
+        false
     }
 
     pub(crate) fn wake_all(&self, _word: &AtomicU32) {

@@ -49,7 +49,7 @@ use crate::error::{
 };
 use crate::layout::*;
 use crate::region::{LockId, Region};
-use crate::sync::atomic::{fence, Ordering::*};
+use crate::sync::atomic::{compiler_fence, fence, Ordering::*};
 use crate::wait::{Step, WaitPolicy, Wake, PROBE_INTERVAL, SLEEP_BOUND};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -163,6 +163,8 @@ pub(crate) struct RingProducer {
     last_probe: Option<Instant>,
     /// Opt-in: evict a live lossless consumer that gates us for this long.
     evict_after: Option<Duration>,
+    /// Sleepers issue a heavy barrier, so publication needs no hardware fence here.
+    asymmetric: bool,
     /// Since when each slot (by index) has been gating us, for `evict_after`.
     gated_since: Vec<Option<(u32, Instant)>>,
     pub(crate) stats: ProducerStats,
@@ -229,6 +231,7 @@ impl RingProducer {
             last_probe: None,
             evict_after: None,
             gated_since: Vec::new(),
+            asymmetric: false,
             stats: ProducerStats::default(),
         };
         // Walk forward over records published after the stored tail (bounded).
@@ -264,6 +267,9 @@ impl RingProducer {
         // Only a producer sleeps for space, and holding the producer lock proves the one
         // before us is gone: a flag it left set would only cost consumers a wake-up.
         h.space.sleepers.store(0, Relaxed);
+        p.asymmetric = p.region.enable_asymmetric_barrier();
+        // Published before LIVE: a consumer that sees us live sleeps by our rules.
+        h.control.asymmetric.store(u32::from(p.asymmetric), Relaxed);
         // Release pairs with the consumers' Acquire loads of the state.
         h.control.state.store(PRODUCER_LIVE, Release);
         Ok(p)
@@ -630,9 +636,16 @@ impl RingProducer {
     #[inline]
     pub(crate) fn wake_consumers(&mut self) {
         let h = self.region.header();
-        // Dekker: orders our stamp stores before the sleeper-count load; pairs with the
-        // fence in `RingConsumer::sleep` (sleepers increment, fence, stamp re-check).
-        fence(SeqCst);
+        // Dekker: orders our stamp stores before the flag load; pairs with the barrier in
+        // `RingConsumer::sleep` (flag RMW, barrier, stamp re-check). In asymmetric mode the
+        // sleeper's membarrier forces the hardware barrier onto this CPU when (and only
+        // when) someone is about to sleep, so the common path here does not wait for the
+        // stamp's cache line to be taken from the consumer polling it.
+        if self.asymmetric {
+            compiler_fence(SeqCst);
+        } else {
+            fence(SeqCst);
+        }
         if h.data.sleepers.load(Relaxed) != 0 {
             wake_generation(&self.region, &h.data);
             self.stats.wake_syscalls += 1;
@@ -1232,8 +1245,17 @@ impl RingConsumer {
         let seen = h.data.word.load(Acquire);
         h.data.sleepers.swap(1, Relaxed);
         // Dekker: orders the announcement before the re-check; pairs with the fence in
-        // `RingProducer::wake_consumers` (stamp store, fence, flag load).
-        fence(SeqCst);
+        // `RingProducer::wake_consumers` (stamp store, fence, flag load). If that producer
+        // publishes without a fence, ours must be heavy: a membarrier puts a full barrier
+        // on its CPU between its stamp store and its flag load, or after both. Should the
+        // call fail, a lost wake-up costs at most one bounded sleep.
+        if h.control.asymmetric.load(Relaxed) != 0 {
+            if !region.heavy_barrier() {
+                fence(SeqCst);
+            }
+        } else {
+            fence(SeqCst);
+        }
         if self.ready() || h.control.state.load(Relaxed) == PRODUCER_CLOSED {
             return Wake::Woken;
         }
