@@ -1,0 +1,345 @@
+//! Shared pieces of the shmcast fuzz targets: a reference model of the ring's framing and
+//! gating, message payloads, and checks that every target applies to what a consumer hands
+//! out.
+//!
+//! # The model
+//! [`RingModel`] knows where every record goes (records are 8-aligned, a 24-byte header
+//! then the payload; a tail fragment shorter than a header is skipped; a record that does
+//! not fit before the end of the ring is preceded by a padding record and starts the next
+//! lap) and when the producer reports `Full`:
+//!
+//! * a reservation writes up to `write_end = next + 8` (its payload, and the next record's
+//!   stamp word, which it marks unpublished);
+//! * the gate `G` is the minimum cursor *published* by the attached lossless consumers, or
+//!   the tail if there are none. Consumers publish lazily: after a receive that takes them
+//!   at least `publish_every = max(capacity / 8, 8)` bytes past their last published
+//!   cursor, and whenever a receive finds the ring empty;
+//! * the reservation is refused (`Full`) exactly when `write_end > G + capacity`.
+//!
+//! The rule is exact: the producer caches a write limit and only rescans the slots when a
+//! reservation passes it, but the cache never says "fits" when the rule says `Full` (a new
+//! consumer's start is at least `claim - capacity`, and the cached limit is at most the
+//! claim), and a rescan raises the claim to at least the reservation's end.
+//!
+//! Where a consumer attaching at [`StartAt::Oldest`] starts is the producer's choice within
+//! documented bounds; targets read it from the consumer's slot and check it with
+//! [`RingModel::check_oldest_start`].
+//!
+//! [`StartAt::Oldest`]: shmcast::StartAt::Oldest
+
+use std::collections::BTreeMap;
+
+pub use shmcast::fuzzing::layout::{max_message_for, record_size, RECORD_HEADER as HDR};
+
+/// The payload of message `seq` with length `len`: every byte depends on the sequence
+/// number, the position in the message and `fill`, so a message read from the wrong place
+/// or a stale lap does not compare equal.
+pub fn payload(seq: u64, len: usize, fill: u8) -> Vec<u8> {
+    let s = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (0..len)
+        .map(|i| {
+            let x = s ^ (i as u64).wrapping_mul(0xff51_afd7_ed55_8ccd) ^ u64::from(fill);
+            (x ^ (x >> 29) ^ (x >> 47)) as u8
+        })
+        .collect()
+}
+
+/// A committed record as the producer wrote it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rec {
+    /// A message record.
+    Message {
+        /// Payload length.
+        len: u64,
+        /// Sequence number.
+        seq: u64,
+    },
+    /// Padding from its position to the end of the lap.
+    Padding {
+        /// The sequence number the producer wrote into it (that of the message after it).
+        seq: u64,
+    },
+}
+
+/// Where a reservation goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// The tail when planned: where the padding record goes, if any.
+    pub start: u64,
+    /// The record's position.
+    pub pos: u64,
+    /// Payload length.
+    pub len: u64,
+    /// Position of the next record.
+    pub next: u64,
+    /// A padding record fills `start..pos`.
+    pub pad: bool,
+}
+
+impl Plan {
+    /// One past the last byte the reservation writes (the next record's stamp word).
+    pub fn write_end(&self) -> u64 {
+        self.next + 8
+    }
+}
+
+/// The model's answer to a reservation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reserve {
+    /// It fits.
+    Fits(Plan),
+    /// `TrySendError::Full` (or a timeout for the waiting calls).
+    Full,
+    /// Longer than the segment's maximum message.
+    TooLarge,
+}
+
+/// A committed message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// Its position.
+    pub pos: u64,
+    /// Position of the record after it (where its reader's cursor goes).
+    pub next: u64,
+    /// Its payload.
+    pub payload: Vec<u8>,
+}
+
+/// The producer side of the ring, as a model.
+#[derive(Clone, Debug)]
+pub struct RingModel {
+    /// Ring capacity.
+    pub cap: u64,
+    /// Largest payload.
+    pub max_message: u64,
+    /// Position of the next record.
+    pub tail: u64,
+    /// Sequence number of the next message (= messages committed so far).
+    pub next_seq: u64,
+    /// The largest `write_end` of any reservation handed out (committed or aborted).
+    pub max_write_end: u64,
+    /// The largest `write_end` of any reservation asked for, refused ones included.
+    pub max_asked_end: u64,
+    records: BTreeMap<u64, Rec>,
+    sent: Vec<Sent>,
+}
+
+impl RingModel {
+    /// A model of an empty ring.
+    pub fn new(cap: u64, max_message: u64) -> RingModel {
+        RingModel {
+            cap,
+            max_message,
+            tail: 0,
+            next_seq: 0,
+            max_write_end: 0,
+            max_asked_end: 0,
+            records: BTreeMap::new(),
+            sent: Vec::new(),
+        }
+    }
+
+    /// How often a consumer publishes its cursor while it keeps receiving.
+    pub fn publish_every(&self) -> u64 {
+        (self.cap / 8).max(8)
+    }
+
+    /// Bytes left in the lap at `pos`.
+    pub fn room(&self, pos: u64) -> u64 {
+        self.cap - (pos % self.cap)
+    }
+
+    /// `pos`, or the next lap if too little of this one is left for a record header.
+    pub fn skip_short(&self, pos: u64) -> u64 {
+        let room = self.room(pos);
+        if room < HDR {
+            pos + room
+        } else {
+            pos
+        }
+    }
+
+    /// Where a `len`-byte message would go now.
+    pub fn plan(&self, len: u64) -> Plan {
+        let rec = record_size(len);
+        let start = self.tail;
+        let room = self.room(start);
+        let (pos, pad) = if room >= rec {
+            (start, false)
+        } else {
+            (start + room, true)
+        };
+        Plan {
+            start,
+            pos,
+            len,
+            next: self.skip_short(pos + rec),
+            pad,
+        }
+    }
+
+    /// A reservation of `len` bytes with the consumers' published gate `gate` (the minimum
+    /// published lossless cursor, or the tail if none): `Full` exactly when its
+    /// `write_end > gate + capacity`.
+    pub fn try_reserve(&mut self, len: u64, gate: u64) -> Reserve {
+        if len > self.max_message {
+            return Reserve::TooLarge;
+        }
+        let plan = self.plan(len);
+        let end = plan.write_end();
+        self.max_asked_end = self.max_asked_end.max(end);
+        if end > gate + self.cap {
+            return Reserve::Full;
+        }
+        self.max_write_end = self.max_write_end.max(end);
+        Reserve::Fits(plan)
+    }
+
+    /// Commit a reservation with its payload; returns its sequence number.
+    pub fn commit(&mut self, plan: Plan, payload: Vec<u8>) -> u64 {
+        assert_eq!(plan, self.plan(plan.len), "model: stale plan");
+        assert_eq!(payload.len() as u64, plan.len);
+        let seq = self.next_seq;
+        if plan.pad {
+            self.records.insert(plan.start, Rec::Padding { seq });
+        }
+        self.records
+            .insert(plan.pos, Rec::Message { len: plan.len, seq });
+        self.sent.push(Sent {
+            pos: plan.pos,
+            next: plan.next,
+            payload,
+        });
+        self.tail = plan.next;
+        self.next_seq += 1;
+        // Records more than two laps old can matter to nobody.
+        if self.tail > 2 * self.cap {
+            let keep = self.records.split_off(&(self.tail - 2 * self.cap));
+            self.records = keep;
+        }
+        seq
+    }
+
+    /// Message `seq`, if it was committed.
+    pub fn sent(&self, seq: u64) -> Option<&Sent> {
+        self.sent.get(usize::try_from(seq).ok()?)
+    }
+
+    /// The record the producer wrote at `pos`, if it is still in the window the model keeps.
+    pub fn record_at(&self, pos: u64) -> Option<Rec> {
+        self.records.get(&pos).copied()
+    }
+
+    /// Records at or above `from`, in position order.
+    pub fn records_from(&self, from: u64) -> impl Iterator<Item = (u64, Rec)> + '_ {
+        self.records.range(from..).map(|(p, r)| (*p, *r))
+    }
+
+    /// Is `pos` a place a reader can start: the tail, a record (message or padding), the
+    /// end of a message (possibly a fragment too short for a header), or a lap start?
+    pub fn is_boundary(&self, pos: u64) -> bool {
+        pos == self.tail
+            || pos % self.cap == 0
+            || self.records.contains_key(&pos)
+            || self.records.iter().any(|(p, r)| match r {
+                Rec::Message { len, .. } => p + record_size(*len) == pos,
+                Rec::Padding { .. } => false,
+            })
+    }
+
+    /// Check where a consumer attaching at `StartAt::Oldest` started, against the documented
+    /// bounds: at or below the tail, on a record boundary, on nothing that was (or is being)
+    /// overwritten, and skipping at most a quarter of the capacity of the oldest data (plus
+    /// the record that straddles that point). "Oldest data" is measured from what the
+    /// producer has asked to write, refused reservations included: a refused reservation
+    /// raises the claim too (an open bug, see tests/fuzz_regressions.rs).
+    ///
+    /// # Panics
+    /// If a bound does not hold.
+    pub fn check_oldest_start(&self, start: u64) {
+        assert!(
+            start <= self.tail,
+            "Oldest starts at {start}, past the tail {}",
+            self.tail
+        );
+        assert!(
+            self.is_boundary(start),
+            "Oldest starts at {start}, not a record boundary"
+        );
+        let overwritten = self.max_write_end.saturating_sub(self.cap);
+        assert!(
+            start >= overwritten,
+            "Oldest starts at {start}, overwritten below {overwritten}"
+        );
+        let claimed = self.max_asked_end.saturating_sub(self.cap);
+        let oldest = self
+            .records
+            .range(claimed..)
+            .next()
+            .map_or(self.tail, |(p, _)| *p)
+            .min(self.tail);
+        let slack = self.cap / 4 + record_size(self.max_message) + HDR;
+        assert!(
+            start <= oldest + slack,
+            "Oldest starts at {start}, skipping {} bytes from the oldest record {oldest}",
+            start - oldest
+        );
+    }
+
+    /// Sequence number of the first message at or after position `pos`.
+    pub fn first_seq_from(&self, pos: u64) -> u64 {
+        self.records_from(pos)
+            .find_map(|(_, r)| match r {
+                Rec::Message { seq, .. } => Some(seq),
+                Rec::Padding { .. } => None,
+            })
+            .unwrap_or(self.next_seq)
+    }
+}
+
+/// A lossless consumer as the model sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelConsumer {
+    /// Sequence number of the next message it must receive.
+    pub next_seq: u64,
+    /// Its private cursor.
+    pub cursor: u64,
+    /// The cursor it last published (what gates the producer).
+    pub published: u64,
+}
+
+impl ModelConsumer {
+    /// A consumer registered at `start`, whose first message is `next_seq`.
+    pub fn new(start: u64, next_seq: u64) -> ModelConsumer {
+        ModelConsumer {
+            next_seq,
+            cursor: start,
+            published: start,
+        }
+    }
+
+    /// It dropped message `next_seq`, which ends at `end`.
+    pub fn released(&mut self, end: u64, model: &RingModel) {
+        self.next_seq += 1;
+        self.cursor = end;
+        if end - self.published >= model.publish_every() {
+            self.published = end;
+        }
+    }
+
+    /// A receive found the ring empty: it skipped a short tail fragment, if it sat on one,
+    /// and published its cursor.
+    pub fn found_empty(&mut self, model: &RingModel) {
+        self.cursor = model.skip_short(self.cursor);
+        self.published = self.cursor;
+    }
+}
+
+/// The gate of a set of lossless consumers: the minimum published cursor, or `tail`.
+pub fn gate<'a>(consumers: impl IntoIterator<Item = &'a ModelConsumer>, tail: u64) -> u64 {
+    consumers
+        .into_iter()
+        .map(|c| c.published)
+        .min()
+        .unwrap_or(tail)
+}
