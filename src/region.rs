@@ -152,10 +152,12 @@ impl Region {
     /// Raw pointer to data-ring byte `idx`.
     ///
     /// # Safety
-    /// `idx + len <= capacity` for whatever length the caller accesses through it.
+    /// `idx + len <= capacity` for whatever length the caller accesses through it (an empty
+    /// access may point one past the ring's end).
     #[inline]
     pub(crate) unsafe fn data_ptr(&self, idx: u64) -> *mut u8 {
-        debug_assert!(idx < self.geo.capacity);
+        // `idx == capacity` is the (empty) payload of a record whose header ends the ring.
+        debug_assert!(idx <= self.geo.capacity);
         // SAFETY: the caller keeps `idx` within the ring, which lies inside the mapping.
         unsafe {
             self.base

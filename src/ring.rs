@@ -202,18 +202,31 @@ impl RingProducer {
         // Acquire pairs with a previous producer's Release stores of tail / head / claim.
         let read = || -> Result<(u64, u64, u64), SegmentError> {
             let tail = position("tail", h.producer.tail.load(Acquire))?;
+            if tail % RECORD_ALIGN as u64 != 0 {
+                return Err(SegmentError::BadPosition {
+                    field: "tail",
+                    found: tail,
+                });
+            }
             let claim = position("claim", h.producer.claim.load(Acquire))?;
-            let head = position("head", h.producer.head.load(Acquire))?;
-            Ok((tail, claim, head))
+            // Every message takes at least a record header: more messages than bytes is
+            // impossible.
+            let next_seq = h.producer.next_seq.load(Acquire);
+            if next_seq > tail {
+                return Err(SegmentError::BadPosition {
+                    field: "next_seq",
+                    found: next_seq,
+                });
+            }
+            Ok((tail, claim, next_seq))
         };
-        let (mut tail, claim, _) = match read() {
+        let (mut tail, claim, mut next_seq) = match read() {
             Ok(v) => v,
             Err(e) => {
                 region.unlock(LockId::Producer);
                 return Err(e.into());
             }
         };
-        let mut next_seq = h.producer.next_seq.load(Acquire);
         let mut p = RingProducer {
             region,
             cap,
@@ -413,9 +426,16 @@ impl RingProducer {
 
     /// Re-derive the write limit; true if `need` fits under it.
     fn refresh(&mut self, need: u64) -> bool {
+        let mut gate = self.scan_gate(need);
+        // Never claim what the gate forbids: a refused reservation must not make readers
+        // believe intact records are being overwritten.
+        if need > gate + self.cap {
+            self.limit = self.claim.min(gate + self.cap);
+            return false;
+        }
         if need > self.claim {
             let h = self.region.header();
-            let claim = need.max((self.claim + self.claim_chunk).min(self.tail + self.cap));
+            let claim = need.max((self.claim + self.claim_chunk).min(gate + self.cap));
             // Release pairs with the Acquire claim load in `RingConsumer::register`: a
             // consumer that sees this claim also sees the tail it was derived from.
             // The oldest record this claim leaves intact: the first checkpoint at or above
@@ -435,8 +455,8 @@ impl RingProducer {
             // its registration, or it sees this claim and moves its start forward.
             fence(SeqCst);
             self.claim = claim;
+            gate = self.scan_gate(need);
         }
-        let gate = self.scan_gate(need);
         self.limit = self.claim.min(gate + self.cap);
         need <= self.limit
     }
@@ -556,7 +576,7 @@ impl RingProducer {
         // sure it cannot match the next position before that record is published (and tell
         // lossy readers which sequence number comes next). Ordered before the Release below.
         r.word(res.next)
-            .store(unpublished(self.next_seq + 1), Relaxed);
+            .store(unpublished(self.next_seq.wrapping_add(1)), Relaxed);
         if res.pad {
             let p = res.start & self.mask;
             r.word(p + 8).store(self.next_seq, Relaxed);
@@ -571,7 +591,7 @@ impl RingProducer {
             self.checkpoints[chunk as usize % CHECKPOINTS] = res.pos;
         }
         self.tail = res.next;
-        self.next_seq += 1;
+        self.next_seq = self.next_seq.wrapping_add(1);
         self.stats.messages += 1;
     }
 
@@ -1080,7 +1100,7 @@ impl RingConsumer {
                         return Err(RecvTimeoutError::Lagged(lost));
                     }
                     self.cursor = end;
-                    self.expected_seq = seq + 1;
+                    self.expected_seq = seq.wrapping_add(1);
                     self.stats.messages += 1;
                     return Ok(Some(seq));
                 }

@@ -185,7 +185,10 @@ fn a_lapped_lossy_consumer_counts_exactly_what_it_lost() {
 #[test]
 fn a_consumer_starting_at_oldest_after_many_laps_gets_the_recent_past_contiguously() {
     // 4-byte messages make 32-byte records: 128 per lap of a 4 KiB ring.
-    let mut p = Producer::builder().capacity(4096).create_in_process().unwrap();
+    let mut p = Producer::builder()
+        .capacity(4096)
+        .create_in_process()
+        .unwrap();
     for i in 0..1000u32 {
         p.send(&i.to_le_bytes()).unwrap();
     }
@@ -201,5 +204,9 @@ fn a_consumer_starting_at_oldest_after_many_laps_gets_the_recent_past_contiguous
     assert_eq!(got.last(), Some(&999));
     assert!(got.windows(2).all(|w| w[1] == w[0] + 1), "not contiguous");
     // At most a quarter of the ring's oldest data is skipped: at least 3/4 of a lap.
-    assert!(got.len() >= 96 && got.len() <= 128, "{} messages", got.len());
+    assert!(
+        got.len() >= 96 && got.len() <= 128,
+        "{} messages",
+        got.len()
+    );
 }
