@@ -121,7 +121,7 @@ impl Harness {
             if stamp != c {
                 // A later lap's position: the producer overran a record this consumer never
                 // released (only a scribble can do that to a consumer that was not evicted).
-                if stamp > c && stamp <= MAX_POSITION && (stamp - c) % m.cap == 0 {
+                if stamp > c && stamp <= MAX_POSITION && (stamp - c).is_multiple_of(m.cap) {
                     return Expect::Overrun { at: c };
                 }
                 return Expect::Empty { at: c };

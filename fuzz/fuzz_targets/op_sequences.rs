@@ -4,7 +4,9 @@
 //! so, `StartAt::Oldest` starts within its documented bounds (read from the consumer's slot
 //! and checked by the model), a message held in place is never overwritten, `NoFreeSlot` comes exactly when every slot is
 //! taken, and after the producer is dropped every consumer drains what is left and then sees
-//! `Disconnected`.
+//! `Disconnected`. Lossy consumers (which never gate) deliver exact messages with
+//! consecutive sequence numbers, except for gaps of exactly what they report as `Lagged`,
+//! and are `Empty` only once caught up.
 //!
 //! Blocking calls (`send`, `reserve`) are only made when the model says they succeed at
 //! once; when it says `Full`, the target calls `send_timeout(.., 0)` / `try_reserve` instead
@@ -18,8 +20,8 @@ use libfuzzer_sys::fuzz_target;
 use shmcast::fuzzing::layout::SLOT_CURSOR;
 use shmcast::fuzzing::HostileSegment;
 use shmcast::{
-    Consumer, OpenError, Producer, SendError, SendTimeoutError, StartAt, TryRecvError,
-    TrySendError, WaitPolicy,
+    Consumer, LossyConsumer, OpenError, Producer, SendError, SendTimeoutError, StartAt,
+    TryRecvError, TrySendError, WaitPolicy,
 };
 use shmcast_fuzz::{gate, max_message_for, payload, ModelConsumer, Reserve, RingModel};
 use std::time::Duration;
@@ -61,6 +63,15 @@ enum Op {
         oldest: bool,
     },
     Detach(u8),
+    AttachLossy {
+        oldest: bool,
+    },
+    /// `try_recv_into` on a lossy consumer, `n + 1` times at most.
+    RecvLossy {
+        consumer: u8,
+        n: u8,
+    },
+    DetachLossy(u8),
 }
 
 #[derive(Arbitrary, Debug)]
@@ -79,7 +90,17 @@ struct Harness {
     models: Vec<ModelConsumer>,
     /// The slot each consumer took.
     slots: Vec<u32>,
+    lossy: Vec<Lossy>,
     max_consumers: usize,
+}
+
+/// A lossy consumer and what the model knows of it.
+struct Lossy {
+    handle: LossyConsumer,
+    slot: u32,
+    /// The sequence number it must deliver next; unknown for an `Oldest` consumer until
+    /// its first message or loss report.
+    next: Option<u64>,
 }
 
 /// What a send-like call must return, and the model's side of it.
@@ -241,15 +262,12 @@ impl Harness {
             .start_at(start_at)
             .wait_policy(WaitPolicy::BusySpin)
             .attach_to(&self.producer);
-        if self.handles.len() >= self.max_consumers {
+        let Some(slot) = self.free_slot() else {
             assert!(matches!(r, Err(OpenError::NoFreeSlot { .. })), "{r:?}");
             return;
-        }
+        };
         let c = r.expect("attach with a free slot");
         // The lowest free slot; its cursor is where the consumer starts.
-        let slot = (0..)
-            .find(|i| !self.slots.contains(i))
-            .expect("a free slot");
         let start = self
             .ring
             .load_u64(self.ring.slot_offset(slot) + SLOT_CURSOR);
@@ -263,6 +281,38 @@ impl Harness {
         self.handles.push(c);
         self.models.push(ModelConsumer::new(start, next));
         self.slots.push(slot);
+    }
+
+    /// The lowest slot no consumer holds.
+    fn free_slot(&self) -> Option<u32> {
+        (0..self.max_consumers as u32)
+            .find(|i| !self.slots.contains(i) && !self.lossy.iter().any(|l| l.slot == *i))
+    }
+
+    fn attach_lossy(&mut self, oldest: bool) {
+        let start_at = if oldest {
+            StartAt::Oldest
+        } else {
+            StartAt::Next
+        };
+        let r = Consumer::builder()
+            .start_at(start_at)
+            .wait_policy(WaitPolicy::BusySpin)
+            .lossy()
+            .attach_to(&self.producer);
+        let Some(slot) = self.free_slot() else {
+            assert!(matches!(r, Err(OpenError::NoFreeSlot { .. })), "{r:?}");
+            return;
+        };
+        self.lossy.push(Lossy {
+            handle: r.expect("attach with a free slot"),
+            slot,
+            next: (!oldest).then_some(self.model.next_seq),
+        });
+    }
+
+    fn recv_lossy(&mut self, i: usize, closed: bool) -> bool {
+        recv_lossy(&self.model, i, &mut self.lossy[i], closed)
     }
 
     fn run(&mut self, op: &Op) {
@@ -296,6 +346,23 @@ impl Harness {
                 }
             }
             Op::Attach { oldest } => self.attach(oldest),
+            Op::AttachLossy { oldest } => self.attach_lossy(oldest),
+            Op::RecvLossy { consumer, n } => {
+                if !self.lossy.is_empty() {
+                    let i = usize::from(consumer) % self.lossy.len();
+                    for _ in 0..=n % 8 {
+                        if !self.recv_lossy(i, false) {
+                            break;
+                        }
+                    }
+                }
+            }
+            Op::DetachLossy(k) => {
+                if !self.lossy.is_empty() {
+                    let i = usize::from(k) % self.lossy.len();
+                    drop(self.lossy.remove(i));
+                }
+            }
             Op::Detach(k) => {
                 if let Some(i) = self.index(k) {
                     drop(self.handles.remove(i));
@@ -314,9 +381,17 @@ impl Harness {
             mut handles,
             models,
             ring,
+            mut lossy,
             ..
         } = self;
         drop(producer);
+        for (i, l) in lossy.iter_mut().enumerate() {
+            for _ in 0..=model.next_seq + 1 {
+                if !recv_lossy(&model, i, l, true) {
+                    break;
+                }
+            }
+        }
         for (i, (c, mc)) in handles.iter_mut().zip(models).enumerate() {
             for seq in mc.next_seq..model.next_seq {
                 let e = model.sent(seq).expect("sent");
@@ -334,6 +409,53 @@ impl Harness {
                 "consumer {i} after the drain"
             );
         }
+    }
+}
+
+/// One `try_recv_into` on lossy consumer `i`; false if nothing came. Every message is
+/// exactly the one sent with that sequence number, and sequence numbers go up by one, or
+/// by exactly the number of messages a `Lagged` reported lost; `Empty` only when it has
+/// everything; after the close, `Disconnected` once it has everything. (Whether a reported
+/// loss was real is not checked: a refused reservation can make a lossy consumer report
+/// losses that did not happen, an open bug, see tests/fuzz_regressions.rs.)
+fn recv_lossy(m: &RingModel, i: usize, l: &mut Lossy, closed: bool) -> bool {
+    let mut buf = Vec::new();
+    match l.handle.try_recv_into(&mut buf) {
+        Ok(seq) => {
+            let e = m
+                .sent(seq)
+                .unwrap_or_else(|| panic!("lossy {i}: unsent {seq}"));
+            assert_eq!(buf, e.payload, "lossy {i}: message {seq}");
+            match l.next {
+                Some(next) => assert_eq!(seq, next, "lossy {i}: sequence number"),
+                // The first message of an `Oldest` consumer: one that is still intact.
+                None => assert!(
+                    e.pos + m.cap >= m.max_write_end,
+                    "lossy {i}: {seq} was overwritten"
+                ),
+            }
+            l.next = Some(seq + 1);
+            true
+        }
+        Err(TryRecvError::Lagged(n)) => {
+            assert!(n > 0, "lossy {i}: Lagged(0)");
+            if let Some(next) = &mut l.next {
+                *next += n;
+                assert!(*next <= m.next_seq, "lossy {i}: lost more than was sent");
+            }
+            true
+        }
+        Err(TryRecvError::Empty) if !closed => {
+            let next = *l.next.get_or_insert(m.next_seq);
+            assert_eq!(next, m.next_seq, "lossy {i}: Empty, but {next} was sent");
+            false
+        }
+        Err(TryRecvError::Disconnected) if closed => {
+            let next = *l.next.get_or_insert(m.next_seq);
+            assert_eq!(next, m.next_seq, "lossy {i}: Disconnected before {next}");
+            false
+        }
+        Err(e) => panic!("lossy {i}: unexpected {e:?}"),
     }
 }
 
@@ -361,6 +483,7 @@ fuzz_target!(|input: Input| {
         handles: Vec::new(),
         models: Vec::new(),
         slots: Vec::new(),
+        lossy: Vec::new(),
         max_consumers,
     };
     for op in input.ops.iter().take(MAX_OPS) {

@@ -239,7 +239,7 @@ impl RingModel {
     /// end of a message (possibly a fragment too short for a header), or a lap start?
     pub fn is_boundary(&self, pos: u64) -> bool {
         pos == self.tail
-            || pos % self.cap == 0
+            || pos.is_multiple_of(self.cap)
             || self.records.contains_key(&pos)
             || self.records.iter().any(|(p, r)| match r {
                 Rec::Message { len, .. } => p + record_size(*len) == pos,
