@@ -7,10 +7,10 @@
 #   FUZZ_SECONDS=300 bash .ci/fuzz.sh              # longer runs
 #   FUZZ_TARGETS="framing" bash .ci/fuzz.sh        # some targets only
 #   FUZZ_JOBS=1 bash .ci/fuzz.sh                   # one target at a time (default: 2)
-#   FUZZ_DEBUG_ASSERTIONS=1 bash .ci/fuzz.sh       # also debug assertions (see below)
+#   FUZZ_DEBUG_ASSERTIONS=0 bash .ci/fuzz.sh       # without debug assertions
 #   FUZZ_TARGET_DIR=/path bash .ci/fuzz.sh         # build elsewhere (default: fuzz/target)
 #
-# Reproduce a crash: cd fuzz && RUSTFLAGS=-Coverflow-checks=on cargo +nightly fuzz run -O <target> <artifact>
+# Reproduce a crash: cd fuzz && cargo +nightly fuzz run <target> <artifact>
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,15 +30,13 @@ if ! cargo fuzz --version 2>/dev/null | grep -qF "$CARGO_FUZZ_VERSION"; then
 fi
 cargo fuzz --version
 
-# Release build with overflow checks. Debug assertions are off by default because
-# `Region::data_ptr` asserts `idx < capacity`, which a zero-length message in the last 24
-# bytes of the ring violates harmlessly (see tests/fuzz_regressions.rs); set
-# FUZZ_DEBUG_ASSERTIONS=1 to fuzz with them once that is fixed.
-build_flags=(-O)
-if [ "${FUZZ_DEBUG_ASSERTIONS:-0}" = 1 ]; then
-  build_flags+=(-a)
+# cargo-fuzz's default build: optimized, with debug assertions and overflow checks (an
+# arithmetic overflow on hostile input is a finding). FUZZ_DEBUG_ASSERTIONS=0 builds with
+# `-O` (neither), e.g. to look past a known assertion failure.
+build_flags=()
+if [ "${FUZZ_DEBUG_ASSERTIONS:-1}" = 0 ]; then
+  build_flags=(-O)
 fi
-export RUSTFLAGS="${RUSTFLAGS:-} -Coverflow-checks=on"
 
 cd fuzz
 # The fuzz build has its own flags (sanitizer, coverage): keep it apart from other builds.
@@ -114,7 +112,7 @@ for t in "${TARGETS[@]}"; do
       echo "artifact: fuzz/artifacts/$t/$(basename "$a") (base64 below)"
       base64 -w 0 "$a" | head -c 20000
       echo
-      echo "reproduce: cd fuzz && RUSTFLAGS=-Coverflow-checks=on cargo +nightly fuzz run ${build_flags[*]} $t artifacts/$t/$(basename "$a")"
+      echo "reproduce: cd fuzz && cargo +nightly fuzz run ${build_flags[*]} $t artifacts/$t/$(basename "$a")"
     done
   fi
 done

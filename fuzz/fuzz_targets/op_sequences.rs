@@ -415,9 +415,9 @@ impl Harness {
 /// One `try_recv_into` on lossy consumer `i`; false if nothing came. Every message is
 /// exactly the one sent with that sequence number, and sequence numbers go up by one, or
 /// by exactly the number of messages a `Lagged` reported lost; `Empty` only when it has
-/// everything; after the close, `Disconnected` once it has everything. (Whether a reported
-/// loss was real is not checked: a refused reservation can make a lossy consumer report
-/// losses that did not happen, an open bug, see tests/fuzz_regressions.rs.)
+/// everything; after the close, `Disconnected` once it has everything. Every message reported
+/// lost was overwritten, or in the oldest data a restart may skip
+/// ([`RingModel::may_be_lost`]).
 fn recv_lossy(m: &RingModel, i: usize, l: &mut Lossy, closed: bool) -> bool {
     let mut buf = Vec::new();
     match l.handle.try_recv_into(&mut buf) {
@@ -428,11 +428,18 @@ fn recv_lossy(m: &RingModel, i: usize, l: &mut Lossy, closed: bool) -> bool {
             assert_eq!(buf, e.payload, "lossy {i}: message {seq}");
             match l.next {
                 Some(next) => assert_eq!(seq, next, "lossy {i}: sequence number"),
-                // The first message of an `Oldest` consumer: one that is still intact.
-                None => assert!(
-                    e.pos + m.cap >= m.max_write_end,
-                    "lossy {i}: {seq} was overwritten"
-                ),
+                // The first message of an `Oldest` consumer: one that is still intact, and
+                // it skipped only what may be skipped.
+                None => {
+                    assert!(
+                        e.pos + m.cap >= m.max_write_end,
+                        "lossy {i}: {seq} was overwritten"
+                    );
+                    assert!(
+                        seq == 0 || m.may_be_lost(seq - 1),
+                        "lossy {i}: starts at {seq}, skipping an intact message"
+                    );
+                }
             }
             l.next = Some(seq + 1);
             true
@@ -440,13 +447,26 @@ fn recv_lossy(m: &RingModel, i: usize, l: &mut Lossy, closed: bool) -> bool {
         Err(TryRecvError::Lagged(n)) => {
             assert!(n > 0, "lossy {i}: Lagged(0)");
             if let Some(next) = &mut l.next {
+                for s in *next..*next + n {
+                    assert!(
+                        m.may_be_lost(s),
+                        "lossy {i}: reported {s} lost, but it is intact"
+                    );
+                }
                 *next += n;
                 assert!(*next <= m.next_seq, "lossy {i}: lost more than was sent");
             }
             true
         }
         Err(TryRecvError::Empty) if !closed => {
-            let next = *l.next.get_or_insert(m.next_seq);
+            let next = *l.next.get_or_insert_with(|| {
+                // An `Oldest` consumer that starts at the tail skipped everything.
+                assert!(
+                    m.next_seq == 0 || m.may_be_lost(m.next_seq - 1),
+                    "lossy {i}: Empty, skipping intact messages"
+                );
+                m.next_seq
+            });
             assert_eq!(next, m.next_seq, "lossy {i}: Empty, but {next} was sent");
             false
         }

@@ -118,8 +118,6 @@ pub struct RingModel {
     pub next_seq: u64,
     /// The largest `write_end` of any reservation handed out (committed or aborted).
     pub max_write_end: u64,
-    /// The largest `write_end` of any reservation asked for, refused ones included.
-    pub max_asked_end: u64,
     records: BTreeMap<u64, Rec>,
     sent: Vec<Sent>,
 }
@@ -133,7 +131,6 @@ impl RingModel {
             tail: 0,
             next_seq: 0,
             max_write_end: 0,
-            max_asked_end: 0,
             records: BTreeMap::new(),
             sent: Vec::new(),
         }
@@ -187,7 +184,6 @@ impl RingModel {
         }
         let plan = self.plan(len);
         let end = plan.write_end();
-        self.max_asked_end = self.max_asked_end.max(end);
         if end > gate + self.cap {
             return Reserve::Full;
         }
@@ -247,12 +243,20 @@ impl RingModel {
             })
     }
 
+    /// The oldest data a reader may skip: positions below this are overwritten, or claimed
+    /// for overwriting (the producer claims an eighth of the capacity at a time, and oldest
+    /// starts are tracked per eighth, so up to a quarter of the capacity above what was
+    /// overwritten, plus the record straddling that point).
+    pub fn skippable_below(&self) -> u64 {
+        self.max_write_end.saturating_sub(self.cap)
+            + self.cap / 4
+            + record_size(self.max_message)
+            + HDR
+    }
+
     /// Check where a consumer attaching at `StartAt::Oldest` started, against the documented
     /// bounds: at or below the tail, on a record boundary, on nothing that was (or is being)
-    /// overwritten, and skipping at most a quarter of the capacity of the oldest data (plus
-    /// the record that straddles that point). "Oldest data" is measured from what the
-    /// producer has asked to write, refused reservations included: a refused reservation
-    /// raises the claim too (an open bug, see tests/fuzz_regressions.rs).
+    /// overwritten, and skipping only data below [`RingModel::skippable_below`].
     ///
     /// # Panics
     /// If a bound does not hold.
@@ -271,19 +275,25 @@ impl RingModel {
             start >= overwritten,
             "Oldest starts at {start}, overwritten below {overwritten}"
         );
-        let claimed = self.max_asked_end.saturating_sub(self.cap);
-        let oldest = self
+        // Every message it skips lies below the skippable bound.
+        if let Some((p, _)) = self
             .records
-            .range(claimed..)
-            .next()
-            .map_or(self.tail, |(p, _)| *p)
-            .min(self.tail);
-        let slack = self.cap / 4 + record_size(self.max_message) + HDR;
-        assert!(
-            start <= oldest + slack,
-            "Oldest starts at {start}, skipping {} bytes from the oldest record {oldest}",
-            start - oldest
-        );
+            .range(overwritten..start)
+            .find(|(_, r)| matches!(r, Rec::Message { .. }))
+        {
+            assert!(
+                *p < self.skippable_below(),
+                "Oldest starts at {start}, skipping the intact message at {p} (overwritten \
+                 below {overwritten})"
+            );
+        }
+    }
+
+    /// May message `seq` be reported lost by a lossy consumer now (overwritten, or in the
+    /// part of the oldest data a restart may skip)?
+    pub fn may_be_lost(&self, seq: u64) -> bool {
+        self.sent(seq)
+            .is_some_and(|s| s.pos < self.skippable_below())
     }
 
     /// Sequence number of the first message at or after position `pos`.
