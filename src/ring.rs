@@ -274,6 +274,11 @@ impl RingProducer {
         h.producer.head.store(tail, Release);
         // The claim never goes down: it bounds what the old producer may have written too.
         p.claim = p.claim.max(tail);
+        // Whatever the word at the tail holds (the walk stopped there: not a valid published
+        // record), make it the unpublished stamp, as every commit leaves it; consumers then
+        // wait there instead of reporting a leftover as corruption. The previous producer
+        // wrote this word already, so it lies inside its claim.
+        p.region.word(tail).store(unpublished(next_seq), Relaxed);
         h.producer.tail.store(tail, Release);
         h.producer.next_seq.store(next_seq, Release);
         h.control.epoch.fetch_add(1, Relaxed);
@@ -1276,7 +1281,12 @@ impl RingConsumer {
         } else {
             fence(SeqCst);
         }
-        if self.ready() || h.control.state.load(Relaxed) == PRODUCER_CLOSED {
+        // A stream closed for good (CLOSED stored and the producer lock free) ends the wait;
+        // while the closing producer still holds its lock, sleep: its wake follows.
+        if self.ready()
+            || (h.control.state.load(Relaxed) == PRODUCER_CLOSED
+                && !region.held_by_other(LockId::Producer))
+        {
             return Wake::Woken;
         }
         let t = remaining.map_or(SLEEP_BOUND, |r| r.min(SLEEP_BOUND));
