@@ -46,6 +46,12 @@
 #![deny(unsafe_op_in_unsafe_fn, missing_docs, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![doc(test(attr(deny(warnings))))]
+// The loom build compiles out segments, handles and time-based probes: what only they use
+// is dead there.
+#![cfg_attr(
+    shmcast_loom,
+    allow(dead_code, unused_imports, clippy::needless_return)
+)]
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("shmcast supports Linux only: it needs futex, memfd and OFD locks");
@@ -71,6 +77,9 @@ mod segment;
 #[cfg(not(shmcast_loom))]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(shmcast_loom)]
+#[doc(hidden)]
+pub mod loom_api;
 
 #[cfg(shmcast_loom)]
 #[path = "region_model.rs"]
