@@ -107,10 +107,16 @@ deep=(a_detaching_consumer_frees_the_producer_after_its_last_read)
 deep_bound=${WEAKEN_DEEP_PREEMPTIONS:-3}
 threads=${WEAKEN_TEST_THREADS:-2}
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/shmcast-weaken.XXXXXX")
+# The copy lives at a fixed path next to its build output: cargo's dependency info then
+# always names the files it was built from, and extracting with fresh mtimes (-m) makes
+# every run rebuild what it copied.
+work=$CARGO_TARGET_DIR/crate
+rm -rf "$work"
+mkdir -p "$work"
 [[ -n ${WEAKEN_KEEP:-} ]] || trap 'rm -rf "$work"' EXIT
 # The crate as it is in the working tree, minus build output and history.
-tar -C "$root" --exclude=./target --exclude=./.git --exclude=./fuzz -cf - . | tar -C "$work" -xf -
+tar -C "$root" --exclude=./target --exclude=./.git --exclude=./fuzz -cf - . |
+  tar -C "$work" -m -xf -
 files=$(for w in "${weakenings[@]}"; do f=$(field "$w" 6); echo "${f:-src/ring.rs}"; done | sort -u)
 for f in $files; do cp "$work/$f" "$work/${f//\//_}.orig"; done
 

@@ -317,7 +317,7 @@ fn close_is_observed_only_after_the_last_message() {
 /// Guards: the close's wake (word bump and `FUTEX_WAKE` after the unlock; the
 /// `fence(SeqCst)` before them is redundant: the futex checks the word itself).
 ///
-/// Also checks that the consumer does not spin: up to 1edfd4a it failed with "Model
+/// Also checks that the consumer does not spin: before 164fccf it failed with "Model
 /// exceeded maximum number of branches", because `RingConsumer::sleep` returned at once
 /// when the state word said CLOSED while `check_ended` believes CLOSED only once the
 /// producer lock is free, so between the producer's CLOSED store and its unlock the `recv`
