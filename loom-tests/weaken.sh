@@ -33,7 +33,7 @@ weakenings=(
   "padding-stamp-release|1|s/(r\.word\(res\.start\)\.store\(res\.start, )Release\)/\${1}Relaxed)/g|padding stamp store Release->Relaxed (RingProducer::publish_stamps)|"
   "cursor-release|6a|s/(\.cursor\s*\.store\(self\.cursor, )Release\)/\${1}Relaxed)/g|cursor store Release->Relaxed (RingConsumer::publish)|"
   "cursor-acquire|6a|s/(let c = slot\.cursor\.load\()Acquire\)/\${1}Relaxed)/g|cursor load Acquire->Relaxed (RingProducer::scan_gate)|"
-  "sleeper-fence|4a 4c|s/(\} else \{\s*)fence\(SeqCst\);(\s*\}\s*if self\.ready\(\))/\${1}\/\/ weakened: fence removed\${2}/g|sleeper fence removed (RingConsumer::sleep, symmetric mode: loom does not model membarrier)|"
+  "sleeper-fence|4a 4c|s/(\} else \{\s*)fence\(SeqCst\);(\s*\}\s*(?:\/\/[^\n]*\s*)*if self\.ready\(\))/\${1}\/\/ weakened: fence removed\${2}/g|sleeper fence removed (RingConsumer::sleep, symmetric mode: loom does not model membarrier)|"
   "waker-fence|4a 4c|s/fence\(SeqCst\);(\s*\}\s*if h\.data\.sleepers\.load\(Relaxed\) != 0 \{)/\/\/ weakened: fence removed\${1}/g|waker fence removed (RingProducer::wake_consumers, symmetric mode)|"
   "space-sleep-fence|4b|s/(h\.space\.sleepers\.swap\(1, Relaxed\);(?:\s*\/\/[^\n]*)*\s*)fence\(SeqCst\);/\${1}\/\/ weakened: fence removed/g|producer space-sleep fence removed (RingProducer::sleep_for_space)|"
   "space-waker-fence|4b|s/(self\.published = self\.cursor;(?:\s*\/\/[^\n]*)*\s*)fence\(SeqCst\);/\${1}\/\/ weakened: fence removed/g|space waker fence removed (RingConsumer::publish)|"
