@@ -265,7 +265,7 @@ impl Consumer {
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn try_recv(&mut self) -> Result<Message<'_>, TryRecvError> {
-        match try_poll(&mut self.ring, RingConsumer::poll)? {
+        match self.ring.try_poll(RingConsumer::poll)? {
             Some(rec) => Ok(self.message(rec)),
             None => Err(TryRecvError::Empty),
         }
@@ -318,7 +318,7 @@ impl Consumer {
         if max == 0 {
             return Ok(0);
         }
-        let Some(first) = try_poll(&mut self.ring, RingConsumer::poll)? else {
+        let Some(first) = self.ring.try_poll(RingConsumer::poll)? else {
             return Err(TryRecvError::Empty);
         };
         Ok(self.drain(first, max, &mut f))
@@ -459,26 +459,6 @@ impl Drop for Consumer {
     fn drop(&mut self) {
         self.ring.detach();
     }
-}
-
-/// One non-blocking poll with end-of-stream detection: after the end is seen, one more
-/// poll delivers anything published before it.
-fn try_poll<T>(
-    ring: &mut RingConsumer,
-    mut poll: impl FnMut(&mut RingConsumer) -> Result<Option<T>, RecvTimeoutError>,
-) -> Result<Option<T>, TryRecvError> {
-    if let Some(v) = poll(ring)? {
-        return Ok(Some(v));
-    }
-    let Some(ended) = ring.check_ended(false) else {
-        return Ok(None);
-    };
-    if ended != crate::ring::Ended::Evicted {
-        if let Some(v) = poll(ring)? {
-            return Ok(Some(v));
-        }
-    }
-    Err(RecvTimeoutError::from(ended).into())
 }
 
 /// The payload of a record a lossless consumer holds.
@@ -736,7 +716,9 @@ impl LossyConsumer {
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<u64, TryRecvError> {
-        try_poll(&mut self.ring, |r| r.poll_lossy(buf))?.ok_or(TryRecvError::Empty)
+        self.ring
+            .try_poll(|r| r.poll_lossy(buf))?
+            .ok_or(TryRecvError::Empty)
     }
 
     /// Copy the next message into `buf`, waiting (per the wait policy) while the ring is

@@ -206,7 +206,10 @@ impl Consumer {
     /// # Errors
     /// [`TryRecvError::Empty`], [`TryRecvError::Disconnected`], and the other ends.
     pub fn try_recv(&mut self) -> Result<Msg, TryRecvError> {
-        let rec = try_poll(&mut self.ring, RingConsumer::poll)?.ok_or(TryRecvError::Empty)?;
+        let rec = self
+            .ring
+            .try_poll(RingConsumer::poll)?
+            .ok_or(TryRecvError::Empty)?;
         Ok(self.take(rec))
     }
 
@@ -277,8 +280,10 @@ impl LossyConsumer {
     /// copy them; [`TryRecvError::Empty`]; [`TryRecvError::Disconnected`]; the other ends.
     pub fn try_recv(&mut self) -> Result<Msg, TryRecvError> {
         let mut data = Vec::new();
-        let seq =
-            try_poll(&mut self.ring, |r| r.poll_lossy(&mut data))?.ok_or(TryRecvError::Empty)?;
+        let seq = self
+            .ring
+            .try_poll(|r| r.poll_lossy(&mut data))?
+            .ok_or(TryRecvError::Empty)?;
         Ok(Msg { seq, data })
     }
 
@@ -299,24 +304,4 @@ impl LossyConsumer {
     pub fn detach(mut self) {
         self.ring.detach();
     }
-}
-
-/// As `consumer::try_poll`: `poll`; if nothing, `check_ended` (which publishes a lossless
-/// consumer's cursor) and, unless evicted, one more `poll`.
-fn try_poll<T>(
-    ring: &mut RingConsumer,
-    mut poll: impl FnMut(&mut RingConsumer) -> Result<Option<T>, RecvTimeoutError>,
-) -> Result<Option<T>, TryRecvError> {
-    if let Some(v) = poll(ring)? {
-        return Ok(Some(v));
-    }
-    let Some(ended) = ring.check_ended(false) else {
-        return Ok(None);
-    };
-    if ended != Ended::Evicted {
-        if let Some(v) = poll(ring)? {
-            return Ok(Some(v));
-        }
-    }
-    Err(RecvTimeoutError::from(ended).into())
 }

@@ -45,7 +45,8 @@
 //! the producer on the `space` futex.
 
 use crate::error::{
-    Corruption, OpenError, RecvTimeoutError, SegmentError, SendTimeoutError, TrySendError,
+    Corruption, OpenError, RecvTimeoutError, SegmentError, SendTimeoutError, TryRecvError,
+    TrySendError,
 };
 use crate::layout::*;
 use crate::region::{LockId, Region};
@@ -1251,6 +1252,26 @@ impl RingConsumer {
             }
             n = n.saturating_add(1);
         }
+    }
+
+    /// One non-blocking poll with end-of-stream detection: after the end is seen, one more
+    /// poll delivers anything published before it.
+    pub(crate) fn try_poll<T>(
+        &mut self,
+        mut poll: impl FnMut(&mut Self) -> Result<Option<T>, RecvTimeoutError>,
+    ) -> Result<Option<T>, TryRecvError> {
+        if let Some(v) = poll(self)? {
+            return Ok(Some(v));
+        }
+        let Some(ended) = self.check_ended(false) else {
+            return Ok(None);
+        };
+        if ended != Ended::Evicted {
+            if let Some(v) = poll(self)? {
+                return Ok(Some(v));
+            }
+        }
+        Err(RecvTimeoutError::from(ended).into())
     }
 
     /// Wait for the next record (lossless consumers).
