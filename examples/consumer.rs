@@ -79,10 +79,9 @@ fn open(cli: &Cli) -> Result<Consumer, OpenError> {
     let started = Instant::now();
     let mut said = false;
     loop {
-        let mut b = Consumer::builder();
-        b.wait_policy(cli.wait.policy());
+        let mut b = Consumer::builder().wait_policy(cli.wait.policy());
         if cli.oldest {
-            b.start_at(StartAt::Oldest);
+            b = b.start_at(StartAt::Oldest);
         }
         match b.open(&cli.name) {
             // Not created yet, or its creator is still initializing the header.

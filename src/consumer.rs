@@ -1,12 +1,15 @@
-//! The consumer handle, its builder, and the in-place message guard.
+//! The consumer handles (lossless and lossy), their builders, and the message guard: thin
+//! calls of one ring operation each (`ring/cursor.rs`, `ring/lossy.rs`).
 
 use crate::error::{OpenError, RecvError, RecvTimeoutError, RecvValueError, TryRecvError};
+use crate::os::fork;
+use crate::os::segment::Source;
 use crate::region::Region;
-use crate::ring::{ConsumerStats, Record, RingConsumer, StartAt};
-use crate::segment::{self, OpenOptions, Source};
+use crate::ring::attach::RingConsumer;
+use crate::ring::{ConsumerStats, Record, StartAt};
 use crate::{Producer, WaitPolicy};
 use std::fmt;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,33 +36,28 @@ pub struct ConsumerBuilder {
 
 impl ConsumerBuilder {
     /// Where to start reading. Default [`StartAt::Next`].
-    pub fn start_at(&mut self, start: StartAt) -> &mut Self {
+    pub fn start_at(mut self, start: StartAt) -> Self {
         self.start = start;
         self
     }
 
     /// How `recv` waits while the ring is empty. Default [`WaitPolicy::default`].
-    pub fn wait_policy(&mut self, policy: WaitPolicy) -> &mut Self {
+    pub fn wait_policy(mut self, policy: WaitPolicy) -> Self {
         self.wait = policy;
         self
     }
 
     /// Accept a segment owned by another user. Default `false`: such a segment is refused.
-    pub fn allow_foreign_owner(&mut self, allow: bool) -> &mut Self {
+    pub fn allow_foreign_owner(mut self, allow: bool) -> Self {
         self.allow_foreign_owner = allow;
         self
-    }
-
-    fn options(&self) -> OpenOptions {
-        OpenOptions {
-            allow_foreign_owner: self.allow_foreign_owner,
-        }
     }
 
     pub(crate) fn finish(&self, region: Arc<Region>) -> Result<Consumer, OpenError> {
         Ok(Consumer {
             ring: RingConsumer::attach(region, self.start, false)?,
             wait: self.wait,
+            fork_generation: fork::install(),
         })
     }
 
@@ -90,14 +88,14 @@ impl ConsumerBuilder {
     }
 
     fn region(&self, target: Target<'_>) -> Result<Arc<Region>, OpenError> {
-        let options = self.options();
+        let foreign = self.allow_foreign_owner;
         Ok(Arc::new(match target {
-            Target::Name(name) => segment::open(Source::Name(name.into()), &options)?,
-            Target::Path(path) => segment::open(Source::Path(path.to_path_buf()), &options)?,
-            Target::Fd(fd) => segment::open_fd(fd, &options)?,
-            Target::Producer(p) => match p.region().mapped() {
+            Target::Name(name) => Region::open(Source::Name(name.into()), foreign)?,
+            Target::Path(path) => Region::open(Source::Path(path.to_path_buf()), foreign)?,
+            Target::Fd(fd) => Region::open_fd(fd, foreign)?,
+            Target::Producer(p) => match p.region().fd() {
                 // A mapped segment: open our own description so our liveness lock is ours.
-                Some(m) => segment::open_fd(m.fd().as_fd(), &options)?,
+                Some(fd) => Region::open_fd(fd, foreign)?,
                 None => return Ok(Arc::clone(p.region())),
             },
         }))
@@ -180,7 +178,10 @@ enum Target<'a> {
 }
 
 /// A reader of a ring. Receives every message published after its start, in order, once.
-/// `Send`, not `Sync`.
+///
+/// `Send` and `Sync`: every operation that reads or releases takes `&mut self`. A process
+/// forked from the owner may not use the handle (its calls return `Forked`, and dropping it
+/// there leaves the parent's slot alone).
 ///
 /// # Examples
 /// ```
@@ -196,6 +197,8 @@ enum Target<'a> {
 pub struct Consumer {
     ring: RingConsumer,
     wait: WaitPolicy,
+    /// The fork generation this handle was made in (see `os/fork.rs`).
+    fork_generation: u32,
 }
 
 impl fmt::Debug for Consumer {
@@ -220,8 +223,14 @@ impl Consumer {
     fn message(&mut self, rec: Record) -> Message<'_> {
         Message {
             consumer: self,
-            rec,
+            rec: Some(rec),
         }
+    }
+
+    /// Is this handle usable here (not inherited across `fork`)?
+    #[inline]
+    fn owned(&self) -> bool {
+        fork::generation() == self.fork_generation
     }
 
     /// Receive the next message, waiting (per the wait policy) while the ring is empty.
@@ -243,6 +252,9 @@ impl Consumer {
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn recv(&mut self) -> Result<Message<'_>, RecvError> {
+        if !self.owned() {
+            return Err(RecvError::Forked);
+        }
         let rec = self.ring.recv(self.wait, None)?;
         Ok(self.message(rec))
     }
@@ -264,8 +276,12 @@ impl Consumer {
     /// assert_eq!(c.try_recv().unwrap_err(), shmcast::TryRecvError::Empty);
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
+    #[inline]
     pub fn try_recv(&mut self) -> Result<Message<'_>, TryRecvError> {
-        match self.ring.try_poll(RingConsumer::poll)? {
+        if !self.owned() {
+            return Err(TryRecvError::Forked);
+        }
+        match self.ring.try_recv()? {
             Some(rec) => Ok(self.message(rec)),
             None => Err(TryRecvError::Empty),
         }
@@ -286,6 +302,9 @@ impl Consumer {
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>, RecvTimeoutError> {
+        if !self.owned() {
+            return Err(RecvTimeoutError::Forked);
+        }
         let deadline = Instant::now().checked_add(timeout);
         let rec = self.ring.recv(self.wait, deadline)?;
         Ok(self.message(rec))
@@ -315,13 +334,16 @@ impl Consumer {
         max: usize,
         mut f: impl FnMut(u64, &[u8]),
     ) -> Result<usize, TryRecvError> {
+        if !self.owned() {
+            return Err(TryRecvError::Forked);
+        }
         if max == 0 {
             return Ok(0);
         }
-        let Some(first) = self.ring.try_poll(RingConsumer::poll)? else {
+        let Some(first) = self.ring.try_recv()? else {
             return Err(TryRecvError::Empty);
         };
-        Ok(self.drain(first, max, &mut f))
+        Ok(self.ring.drain(first, max, &mut f))
     }
 
     /// Wait for at least one message, then receive every message available, up to `max`,
@@ -345,30 +367,14 @@ impl Consumer {
         max: usize,
         mut f: impl FnMut(u64, &[u8]),
     ) -> Result<usize, RecvError> {
+        if !self.owned() {
+            return Err(RecvError::Forked);
+        }
         if max == 0 {
             return Ok(0);
         }
         let first = self.ring.recv(self.wait, None)?;
-        Ok(self.drain(first, max, &mut f))
-    }
-
-    fn drain(&mut self, first: Record, max: usize, f: &mut impl FnMut(u64, &[u8])) -> usize {
-        let mut rec = first;
-        let mut n = 0;
-        loop {
-            f(rec.seq, payload(&self.ring, &rec));
-            self.ring.release_quiet(rec.end);
-            n += 1;
-            if n == max {
-                break;
-            }
-            match self.ring.poll() {
-                Ok(Some(next)) => rec = next,
-                _ => break,
-            }
-        }
-        self.ring.publish();
-        n
+        Ok(self.ring.drain(first, max, &mut f))
     }
 
     /// Receive the next message as a plain-old-data value. The payload is 8-byte aligned
@@ -391,12 +397,12 @@ impl Consumer {
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn recv_value<T: bytemuck::AnyBitPattern>(&mut self) -> Result<T, RecvValueError> {
-        let msg = self.recv()?;
+        let mut msg = self.recv()?;
         let expected = std::mem::size_of::<T>();
         if msg.len() != expected {
             let found = msg.len();
-            // Leave it in the ring: nothing is lost.
-            std::mem::forget(msg);
+            // Leave it in the ring (not released): nothing is lost.
+            msg.rec = None;
             return Err(RecvValueError::WrongSize { expected, found });
         }
         Ok(bytemuck::pod_read_unaligned(&msg))
@@ -417,8 +423,12 @@ impl Consumer {
     /// ```
     pub fn recv_vec(&mut self) -> Result<Vec<u8>, RecvError> {
         let msg = self.recv()?;
-        let mut v = vec![0; msg.rec.len];
-        msg.consumer.ring.copy_out(&msg.rec, &mut v);
+        let rec = msg
+            .rec
+            .as_ref()
+            .expect("a received message holds its record");
+        let mut v = vec![0; rec.len];
+        msg.consumer.ring.copy_payload(rec, &mut v);
         Ok(v)
     }
 
@@ -457,20 +467,15 @@ impl Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        self.ring.detach();
+        if self.owned() {
+            self.ring.detach();
+        }
     }
 }
 
-/// The payload of a record a lossless consumer holds.
-fn payload<'a>(ring: &'a RingConsumer, rec: &Record) -> &'a [u8] {
-    // SAFETY: `poll` validated that `len` bytes at `idx` lie inside the ring. The record is
-    // at or above this consumer's published cursor, so the producer (gated by that cursor)
-    // does not write it until the consumer releases it, which needs `&mut` of the ring.
-    unsafe { std::slice::from_raw_parts(ring.region().data_ptr(rec.idx), rec.len) }
-}
-
-/// A message read in place. Derefs to its bytes; dropping it releases its space in the
-/// ring.
+/// A message received by a [`Consumer`]. Derefs to its bytes, read in place (or, when the
+/// producer runs with `evict_after`, a validated copy); dropping it releases its space in
+/// the ring.
 ///
 /// # Examples
 /// ```
@@ -484,7 +489,8 @@ fn payload<'a>(ring: &'a RingConsumer, rec: &Record) -> &'a [u8] {
 /// ```
 pub struct Message<'a> {
     consumer: &'a mut Consumer,
-    rec: Record,
+    /// `None` once given back unreleased (`recv_value` of the wrong size).
+    rec: Option<Record>,
 }
 
 impl Message<'_> {
@@ -501,7 +507,13 @@ impl Message<'_> {
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn seq(&self) -> u64 {
-        self.rec.seq
+        self.record().seq
+    }
+
+    fn record(&self) -> &Record {
+        self.rec
+            .as_ref()
+            .expect("a received message holds its record")
     }
 
     /// The message as a reference to a plain-old-data value, in place. Payloads are 8-byte
@@ -538,8 +550,8 @@ impl Message<'_> {
 impl fmt::Debug for Message<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Message")
-            .field("seq", &self.rec.seq)
-            .field("len", &self.rec.len)
+            .field("seq", &self.record().seq)
+            .field("len", &self.record().len)
             .finish()
     }
 }
@@ -547,13 +559,17 @@ impl fmt::Debug for Message<'_> {
 impl std::ops::Deref for Message<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        payload(&self.consumer.ring, &self.rec)
+        self.consumer.ring.payload(self.record())
     }
 }
 
 impl Drop for Message<'_> {
     fn drop(&mut self) {
-        self.consumer.ring.release(self.rec.end);
+        if let Some(rec) = self.rec.take() {
+            if self.consumer.owned() {
+                self.consumer.ring.release(rec);
+            }
+        }
     }
 }
 
@@ -602,6 +618,7 @@ impl LossyConsumerBuilder {
         Ok(LossyConsumer {
             ring: RingConsumer::attach(region, self.options.start, true)?,
             wait: self.options.wait,
+            fork_generation: fork::install(),
         })
     }
 
@@ -673,9 +690,7 @@ impl LossyConsumerBuilder {
 /// the next receive reports exactly how many messages were lost
 /// ([`TryRecvError::Lagged`]) and it goes on at the oldest message still in the ring.
 ///
-/// It never hands out a reference into the ring. In an in-process ring, send with
-/// [`Producer::send`] (word-wise atomic copies) rather than [`Producer::reserve`] while lossy
-/// consumers are attached: a reservation is written through a plain `&mut [u8]`.
+/// It never hands out a reference into the ring. `Send` and `Sync`, as [`Consumer`].
 ///
 /// # Examples
 /// ```
@@ -688,6 +703,8 @@ impl LossyConsumerBuilder {
 pub struct LossyConsumer {
     ring: RingConsumer,
     wait: WaitPolicy,
+    /// The fork generation this handle was made in (see `os/fork.rs`).
+    fork_generation: u32,
 }
 
 impl fmt::Debug for LossyConsumer {
@@ -716,9 +733,16 @@ impl LossyConsumer {
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<u64, TryRecvError> {
-        self.ring
-            .try_poll(|r| r.poll_lossy(buf))?
-            .ok_or(TryRecvError::Empty)
+        if !self.owned() {
+            return Err(TryRecvError::Forked);
+        }
+        self.ring.try_recv_lossy(buf)?.ok_or(TryRecvError::Empty)
+    }
+
+    /// Is this handle usable here (not inherited across `fork`)?
+    #[inline]
+    fn owned(&self) -> bool {
+        fork::generation() == self.fork_generation
     }
 
     /// Copy the next message into `buf`, waiting (per the wait policy) while the ring is
@@ -737,7 +761,10 @@ impl LossyConsumer {
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<u64, RecvError> {
-        Ok(self.ring.wait_for(self.wait, None, |r| r.poll_lossy(buf))?)
+        if !self.owned() {
+            return Err(RecvError::Forked);
+        }
+        Ok(self.ring.recv_lossy(buf, self.wait, None)?)
     }
 
     /// As [`LossyConsumer::recv_into`], waiting at most `timeout`.
@@ -760,9 +787,11 @@ impl LossyConsumer {
         buf: &mut Vec<u8>,
         timeout: Duration,
     ) -> Result<u64, RecvTimeoutError> {
+        if !self.owned() {
+            return Err(RecvTimeoutError::Forked);
+        }
         let deadline = Instant::now().checked_add(timeout);
-        self.ring
-            .wait_for(self.wait, deadline, |r| r.poll_lossy(buf))
+        self.ring.recv_lossy(buf, self.wait, deadline)
     }
 
     /// Receive the next message as a new `Vec`.
@@ -800,6 +829,8 @@ impl LossyConsumer {
 
 impl Drop for LossyConsumer {
     fn drop(&mut self) {
-        self.ring.detach();
+        if self.owned() {
+            self.ring.detach();
+        }
     }
 }

@@ -286,8 +286,23 @@ macro_rules! too_large_doc {
     };
 }
 
+macro_rules! exhausted_doc {
+    () => {
+        "The stream reached the largest position a segment supports (2^62 bytes written \
+         over its lifetime, across takeovers): create a new segment."
+    };
+}
+
+macro_rules! forked_doc {
+    () => {
+        "This handle was inherited by a process forked from its owner: it belongs to the \
+         parent, and the child may not use it. Open a new handle in the child."
+    };
+}
+
 /// [`Producer::try_send`](crate::Producer::try_send) failed; nothing was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TrySendError {
     /// The ring is full: the slowest lossless consumer has not released enough space.
     Full,
@@ -298,10 +313,15 @@ pub enum TrySendError {
         /// The segment's maximum.
         max: usize,
     },
+    #[doc = exhausted_doc!()]
+    Exhausted,
+    #[doc = forked_doc!()]
+    Forked,
 }
 
 /// [`Producer::send`](crate::Producer::send) failed; nothing was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendError {
     #[doc = too_large_doc!()]
     TooLarge {
@@ -310,10 +330,15 @@ pub enum SendError {
         /// The segment's maximum.
         max: usize,
     },
+    #[doc = exhausted_doc!()]
+    Exhausted,
+    #[doc = forked_doc!()]
+    Forked,
 }
 
 /// [`Producer::send_timeout`](crate::Producer::send_timeout) failed; nothing was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendTimeoutError {
     /// The ring stayed full until the deadline.
     Timeout,
@@ -324,6 +349,27 @@ pub enum SendTimeoutError {
         /// The segment's maximum.
         max: usize,
     },
+    #[doc = exhausted_doc!()]
+    Exhausted,
+    #[doc = forked_doc!()]
+    Forked,
+}
+
+const EXHAUSTED: &str = "the stream reached the largest position a segment supports (2^62 \
+                         bytes over its lifetime); create a new segment";
+const FORKED: &str = "this handle belongs to the process that forked this one; open a new \
+                      handle in this process";
+
+impl From<TrySendError> for SendTimeoutError {
+    /// `Full` at the deadline is a timeout.
+    fn from(e: TrySendError) -> Self {
+        match e {
+            TrySendError::Full => SendTimeoutError::Timeout,
+            TrySendError::TooLarge { len, max } => SendTimeoutError::TooLarge { len, max },
+            TrySendError::Exhausted => SendTimeoutError::Exhausted,
+            TrySendError::Forked => SendTimeoutError::Forked,
+        }
+    }
 }
 
 fn too_large(f: &mut fmt::Formatter<'_>, len: usize, max: usize) -> fmt::Result {
@@ -339,6 +385,8 @@ impl fmt::Display for TrySendError {
         match *self {
             TrySendError::Full => write!(f, "ring is full: the slowest consumer is behind"),
             TrySendError::TooLarge { len, max } => too_large(f, len, max),
+            TrySendError::Exhausted => f.write_str(EXHAUSTED),
+            TrySendError::Forked => f.write_str(FORKED),
         }
     }
 }
@@ -347,6 +395,8 @@ impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             SendError::TooLarge { len, max } => too_large(f, len, max),
+            SendError::Exhausted => f.write_str(EXHAUSTED),
+            SendError::Forked => f.write_str(FORKED),
         }
     }
 }
@@ -356,6 +406,8 @@ impl fmt::Display for SendTimeoutError {
         match *self {
             SendTimeoutError::Timeout => write!(f, "timed out waiting for space in the ring"),
             SendTimeoutError::TooLarge { len, max } => too_large(f, len, max),
+            SendTimeoutError::Exhausted => f.write_str(EXHAUSTED),
+            SendTimeoutError::Forked => f.write_str(FORKED),
         }
     }
 }
@@ -366,6 +418,7 @@ impl std::error::Error for SendTimeoutError {}
 
 /// [`Consumer::try_recv`](crate::Consumer::try_recv) failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TryRecvError {
     /// No message is available now.
     Empty,
@@ -382,10 +435,13 @@ pub enum TryRecvError {
     Lagged(u64),
     /// A record in the ring is corrupt.
     Corrupt(Corruption),
+    #[doc = forked_doc!()]
+    Forked,
 }
 
 /// [`Consumer::recv`](crate::Consumer::recv) failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecvError {
     /// The producer closed the stream and every message has been received.
     Disconnected,
@@ -399,10 +455,13 @@ pub enum RecvError {
     Lagged(u64),
     /// A record in the ring is corrupt.
     Corrupt(Corruption),
+    #[doc = forked_doc!()]
+    Forked,
 }
 
 /// [`Consumer::recv_timeout`](crate::Consumer::recv_timeout) failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecvTimeoutError {
     /// No message arrived before the deadline.
     Timeout,
@@ -418,6 +477,8 @@ pub enum RecvTimeoutError {
     Lagged(u64),
     /// A record in the ring is corrupt.
     Corrupt(Corruption),
+    #[doc = forked_doc!()]
+    Forked,
 }
 
 const DISCONNECTED: &str = "the producer closed the stream and every message was received";
@@ -442,6 +503,7 @@ impl fmt::Display for TryRecvError {
             TryRecvError::Evicted => f.write_str(EVICTED),
             TryRecvError::Lagged(n) => lagged(f, *n),
             TryRecvError::Corrupt(c) => write!(f, "{c}"),
+            TryRecvError::Forked => f.write_str(FORKED),
         }
     }
 }
@@ -454,6 +516,7 @@ impl fmt::Display for RecvError {
             RecvError::Evicted => f.write_str(EVICTED),
             RecvError::Lagged(n) => lagged(f, *n),
             RecvError::Corrupt(c) => write!(f, "{c}"),
+            RecvError::Forked => f.write_str(FORKED),
         }
     }
 }
@@ -467,6 +530,7 @@ impl fmt::Display for RecvTimeoutError {
             RecvTimeoutError::Evicted => f.write_str(EVICTED),
             RecvTimeoutError::Lagged(n) => lagged(f, *n),
             RecvTimeoutError::Corrupt(c) => write!(f, "{c}"),
+            RecvTimeoutError::Forked => f.write_str(FORKED),
         }
     }
 }
@@ -485,6 +549,7 @@ impl From<RecvTimeoutError> for RecvError {
             RecvTimeoutError::Evicted => RecvError::Evicted,
             RecvTimeoutError::Lagged(n) => RecvError::Lagged(n),
             RecvTimeoutError::Corrupt(c) => RecvError::Corrupt(c),
+            RecvTimeoutError::Forked => RecvError::Forked,
         }
     }
 }
@@ -492,6 +557,7 @@ impl From<RecvTimeoutError> for RecvError {
 /// [`Consumer::recv_value`](crate::Consumer::recv_value) or
 /// [`Message::value`](crate::Message::value) failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecvValueError {
     /// Receiving failed.
     Recv(RecvError),
@@ -543,6 +609,7 @@ impl From<RecvTimeoutError> for TryRecvError {
             RecvTimeoutError::Evicted => TryRecvError::Evicted,
             RecvTimeoutError::Lagged(n) => TryRecvError::Lagged(n),
             RecvTimeoutError::Corrupt(c) => TryRecvError::Corrupt(c),
+            RecvTimeoutError::Forked => TryRecvError::Forked,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Entry points for the fuzz targets and hostile-segment tests: a segment given as raw
 //! bytes (as a peer could have written it) goes through the same validation and the same
-//! ring code as a mapped one. Not part of the stable API.
+//! ring code as a mapped one. Not part of the API: compiled only with the `test-hooks`
+//! feature or under `cargo fuzz`.
 //!
 //! Besides opening hostile bytes, a [`HostileSegment`] can be made fresh (a valid, empty
 //! segment as a creator writes it), snapshotted back to bytes (seed corpora), read and
@@ -192,7 +193,7 @@ impl HostileSegment {
         check_config(capacity as u64, max_message as u64, max_consumers.into())?;
         let geo = Geometry::new(capacity as u64, max_message as u32, max_consumers);
         Ok(HostileSegment {
-            region: Arc::new(Region::heap(geo)),
+            region: Arc::new(Region::heap(geo).map_err(|e| e.to_string())?),
         })
     }
 
@@ -200,7 +201,7 @@ impl HostileSegment {
     /// (`create_in_process`) are shared this way; a mapped segment gives `None`.
     pub fn of_producer(producer: &Producer) -> Option<HostileSegment> {
         let region = producer.region();
-        region.mapped().is_none().then(|| HostileSegment {
+        region.is_heap().then(|| HostileSegment {
             region: Arc::clone(region),
         })
     }
@@ -229,13 +230,27 @@ impl HostileSegment {
     /// # Errors
     /// As [`ProducerBuilder::open`](crate::ProducerBuilder::open).
     pub fn producer_with(&self, policy: WaitPolicy) -> Result<Producer, OpenError> {
-        Producer::from_region(Arc::clone(&self.region), policy)
+        Producer::from_region(Arc::clone(&self.region), policy, None)
+    }
+
+    /// Take over as a producer that evicts live consumers gating it for `after`
+    /// (`evict_after`).
+    ///
+    /// # Errors
+    /// As [`ProducerBuilder::open`](crate::ProducerBuilder::open).
+    pub fn evicting_producer(&self, after: std::time::Duration) -> Result<Producer, OpenError> {
+        Producer::from_region(Arc::clone(&self.region), WaitPolicy::BusySpin, Some(after))
     }
 
     /// Overwrite segment bytes at `offset` (wrapping into the segment) with `bytes`, as a
     /// misbehaving peer would: each byte through a read-modify-write of the atomic field
     /// that holds it.
-    pub fn scribble(&self, offset: u64, bytes: &[u8]) {
+    ///
+    /// # Safety
+    /// No message of this ring that a consumer of this process holds in place (a live
+    /// [`Message`](crate::Message)) covers these bytes: changing bytes behind a `&[u8]` is
+    /// undefined behaviour.
+    pub unsafe fn scribble(&self, offset: u64, bytes: &[u8]) {
         let total = self.region.geometry().total_size;
         for (i, b) in bytes.iter().enumerate() {
             self.set_byte((offset + i as u64) % total, *b);
@@ -244,7 +259,10 @@ impl HostileSegment {
 
     /// Overwrite data-ring bytes from stream position `position` on (wrapping around the
     /// ring), e.g. the header words of a published record.
-    pub fn scribble_ring(&self, position: u64, bytes: &[u8]) {
+    ///
+    /// # Safety
+    /// As [`HostileSegment::scribble`].
+    pub unsafe fn scribble_ring(&self, position: u64, bytes: &[u8]) {
         let geo = self.region.geometry();
         for (i, b) in bytes.iter().enumerate() {
             let idx = position.wrapping_add(i as u64) & geo.mask;
@@ -350,7 +368,7 @@ impl HostileSegment {
     /// Is `bytes` (a received message) inside this segment's data ring?
     pub fn ring_contains(&self, bytes: &[u8]) -> bool {
         let geo = self.region.geometry();
-        let start = self.region.word(0).as_ptr() as usize;
+        let start = self.region.data_start();
         let end = start + geo.capacity as usize;
         let p = bytes.as_ptr() as usize;
         p >= start && p <= end && bytes.len() <= end - p

@@ -34,8 +34,9 @@ use crate::sync::atomic::{AtomicU32, AtomicU64};
 
 /// First word of every segment: `"SHMCAST"` followed by a format byte.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMCAST\x01");
-/// Layout version this build reads and writes.
-pub(crate) const VERSION: u32 = 1;
+/// Layout version this build reads and writes. 2: the control line's `evicting` flag and
+/// the evictable slot kind (1 had an `asymmetric` flag there).
+pub(crate) const VERSION: u32 = 2;
 /// Size of one line: every hot field owns one.
 pub(crate) const LINE: usize = 128;
 /// Size of a record header in the data ring.
@@ -94,12 +95,23 @@ pub(crate) const PRODUCER_CLOSED: u32 = 2;
 /// Consumer slot kinds (low 8 bits of `Slot::state`; the upper 24 bits are a generation
 /// that changes on every attach, so a stale compare-and-swap cannot hit a new owner).
 pub(crate) const SLOT_FREE: u32 = 0;
-/// A lossless consumer: it gates the producer.
+/// A lossless consumer that reads messages in place: it gates the producer, and a live one
+/// is never evicted (the producer would overwrite bytes it borrows).
 pub(crate) const SLOT_LOSSLESS: u32 = 2;
 /// A lossy consumer: never gates the producer.
 pub(crate) const SLOT_LOSSY: u32 = 3;
 /// The producer evicted this slot (dead owner or impossible cursor).
 pub(crate) const SLOT_EVICTED: u32 = 4;
+/// A lossless consumer that copies each message out and validates the copy: it gates the
+/// producer, and may be evicted while alive (`evict_after`) without anything changing
+/// under a reference it handed out.
+pub(crate) const SLOT_EVICTABLE: u32 = 5;
+
+/// Does a slot of this kind gate the producer?
+#[inline]
+pub(crate) fn slot_gates(state: u32) -> bool {
+    matches!(slot_kind(state), SLOT_LOSSLESS | SLOT_EVICTABLE)
+}
 
 /// Kind of a slot state word.
 #[inline]
@@ -185,10 +197,10 @@ pub(crate) struct ControlLine {
     pub(crate) state: AtomicU32,
     /// Incremented by every producer that attaches (creation or takeover).
     pub(crate) epoch: AtomicU32,
-    /// 1 if the producer publishes without a hardware fence before it checks for sleeping
-    /// consumers: a consumer about to sleep must then issue a heavy (membarrier) barrier
-    /// instead of its own fence. Set by each producer when it attaches.
-    pub(crate) asymmetric: AtomicU32,
+    /// 1 if the live producer evicts live lossless consumers that gate it too long
+    /// (`evict_after`): lossless consumers attaching then register as `SLOT_EVICTABLE` and
+    /// copy messages out. Set by each producer when it attaches, before `state`.
+    pub(crate) evicting: AtomicU32,
 }
 
 /// The segment header.
@@ -471,6 +483,7 @@ impl RawLayout {
     }
 
     /// Parse the layout line from raw little-endian bytes (at least 64 of them).
+    #[cfg(any(test, feature = "test-hooks", fuzzing))]
     pub(crate) fn from_bytes(b: &[u8]) -> Option<RawLayout> {
         let u64_at = |o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
         let u32_at = |o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));

@@ -58,7 +58,7 @@ compile_error!("shmcast supports Linux only: it needs futex, memfd and OFD locks
 
 mod error;
 mod layout;
-mod region_ids;
+mod region;
 mod ring;
 mod sync;
 mod wait;
@@ -66,24 +66,18 @@ mod wait;
 #[cfg(not(shmcast_loom))]
 mod consumer;
 #[cfg(not(shmcast_loom))]
-mod futex;
+mod os;
 #[cfg(not(shmcast_loom))]
 mod producer;
-#[cfg(not(shmcast_loom))]
-mod region;
-#[cfg(not(shmcast_loom))]
-mod segment;
 
-#[cfg(not(shmcast_loom))]
+/// Hostile-segment helpers for the fuzz targets and the tests: not part of the API, and
+/// compiled only with the `test-hooks` feature or under `cargo fuzz` (`--cfg fuzzing`).
+#[cfg(all(not(shmcast_loom), any(feature = "test-hooks", fuzzing)))]
 #[doc(hidden)]
 pub mod fuzzing;
-#[cfg(shmcast_loom)]
-#[doc(hidden)]
-pub mod loom_api;
 
-#[cfg(shmcast_loom)]
-#[path = "region_model.rs"]
-mod region;
+#[cfg(all(test, shmcast_loom))]
+mod loom_tests;
 
 pub use error::{
     Corruption, CreateError, OpenError, RecvError, RecvTimeoutError, RecvValueError, SegmentError,
@@ -95,6 +89,22 @@ pub use wait::WaitPolicy;
 #[cfg(not(shmcast_loom))]
 pub use consumer::{Consumer, ConsumerBuilder, Iter, LossyConsumer, LossyConsumerBuilder, Message};
 #[cfg(not(shmcast_loom))]
-pub use producer::{Producer, ProducerBuilder, Reserved, ReservedValue};
+pub use os::segment::MAX_NAME_LEN;
 #[cfg(not(shmcast_loom))]
-pub use segment::{remove, MAX_NAME_LEN};
+pub use producer::{Producer, ProducerBuilder, Reserved, ReservedValue};
+
+/// Remove a named segment. Processes that have it mapped keep using it; new ones cannot
+/// open it. Use this to clear a segment left behind by a producer that crashed.
+///
+/// # Errors
+/// An invalid name, or the OS error (`NotFound` if there is no such segment).
+///
+/// # Examples
+/// ```
+/// let err = shmcast::remove("shmcast-doc-no-such-segment").unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+/// ```
+#[cfg(not(shmcast_loom))]
+pub fn remove(name: &str) -> std::io::Result<()> {
+    os::segment::unlink(&os::segment::Source::Name(name.to_string()))
+}

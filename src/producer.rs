@@ -1,10 +1,13 @@
-//! The producer handle and its builder.
+//! The producer handle and its builder: options, segment creation and takeover, and the
+//! public send operations, each a thin call of one ring operation (`ring/writer.rs`).
 
 use crate::error::{CreateError, OpenError, SendError, SendTimeoutError, TrySendError};
 use crate::layout::{check_config, max_message_for, Geometry};
+use crate::os::fork;
+use crate::os::segment::Source;
 use crate::region::Region;
-use crate::ring::{ProducerStats, Reservation, RingProducer};
-use crate::segment::{self, CreateOptions, OpenOptions, Source};
+use crate::ring::writer::RingProducer;
+use crate::ring::{ProducerStats, Reservation};
 use crate::WaitPolicy;
 use std::fmt;
 use std::os::fd::BorrowedFd;
@@ -12,17 +15,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Options for creating a segment and its producer.
+/// Options for creating a segment and its producer. Methods take and return the builder by
+/// value, so it can be kept in a variable and reused.
 ///
 /// # Examples
 /// ```
 /// use shmcast::{Producer, WaitPolicy};
-/// let producer = Producer::builder()
+/// let builder = Producer::builder()
 ///     .capacity(1 << 16)
 ///     .max_message(1024)
 ///     .max_consumers(8)
-///     .wait_policy(WaitPolicy::BusySpin)
-///     .create_anonymous()?;
+///     .wait_policy(WaitPolicy::BusySpin);
+/// let producer = builder.create_anonymous()?;
 /// assert_eq!(producer.max_message(), 1024);
 /// # Ok::<(), shmcast::CreateError>(())
 /// ```
@@ -53,57 +57,68 @@ impl Default for ProducerBuilder {
 
 impl ProducerBuilder {
     /// Ring capacity in bytes: a power of two from 256 bytes to 1 TiB. Default 1 MiB.
-    pub fn capacity(&mut self, bytes: usize) -> &mut Self {
+    pub fn capacity(mut self, bytes: usize) -> Self {
         self.capacity = bytes as u64;
         self
     }
 
     /// Largest message in bytes. Default and maximum: a quarter of the capacity minus a
     /// 24-byte record header, and at most `u32::MAX`.
-    pub fn max_message(&mut self, bytes: usize) -> &mut Self {
+    pub fn max_message(mut self, bytes: usize) -> Self {
         self.max_message = Some(bytes as u64);
         self
     }
 
     /// Size of the consumer slot table (1 to 4096). Default 16.
-    pub fn max_consumers(&mut self, n: u32) -> &mut Self {
+    pub fn max_consumers(mut self, n: u32) -> Self {
         self.max_consumers = n;
         self
     }
 
     /// Permission bits of a named or path-backed segment. Default `0o600`.
-    pub fn mode(&mut self, mode: u32) -> &mut Self {
+    pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode & 0o777;
         self
     }
 
     /// How `send` waits while the ring is full. Default [`WaitPolicy::default`].
-    pub fn wait_policy(&mut self, policy: WaitPolicy) -> &mut Self {
+    pub fn wait_policy(mut self, policy: WaitPolicy) -> Self {
         self.wait = policy;
         self
     }
 
-    /// Remove the segment's name (or file) when the producer is dropped. Default `true`.
-    /// Set `false` to let a new producer take over the segment after this one exits.
-    pub fn remove_on_drop(&mut self, remove: bool) -> &mut Self {
+    /// Remove the segment's name (or file) when the producer is dropped, if the name still
+    /// refers to this segment. Default `true`. Set `false` to let a new producer take over
+    /// the segment after this one exits.
+    pub fn remove_on_drop(mut self, remove: bool) -> Self {
         self.remove_on_drop = remove;
         self
     }
 
     /// Opt-in: evict a *live* lossless consumer that has kept the producer waiting for space
     /// for longer than `after` (dead consumers are always reclaimed, whatever this says).
-    /// The evicted consumer's next call returns [`RecvError::Evicted`](crate::RecvError::Evicted);
-    /// a message it holds at that moment may be overwritten under it. Default: never.
-    pub fn evict_after(&mut self, after: Duration) -> &mut Self {
+    /// Lossless consumers that attach while such a producer is live copy each message out
+    /// instead of reading it in place, so an eviction never changes bytes they hold; the
+    /// evicted consumer's next call returns [`RecvError::Evicted`](crate::RecvError::Evicted).
+    /// Consumers that attached in place under an earlier producer are never evicted while
+    /// they live. Default: never.
+    pub fn evict_after(mut self, after: Duration) -> Self {
         self.evict_after = Some(after);
         self
     }
 
     fn geometry(&self) -> Result<Geometry, CreateError> {
-        let max_message = self.max_message.unwrap_or_else(|| {
-            max_message_for(self.capacity.max(1).next_power_of_two().max(256))
-                .min(u64::from(u32::MAX))
-        });
+        let max_message = match self.max_message {
+            Some(m) => m,
+            None => {
+                let cap = self
+                    .capacity
+                    .max(256)
+                    .checked_next_power_of_two()
+                    .unwrap_or(u64::MAX / 2 + 1);
+                max_message_for(cap).min(u64::from(u32::MAX))
+            }
+        };
         check_config(self.capacity, max_message, u64::from(self.max_consumers))
             .map_err(CreateError::InvalidConfig)?;
         Ok(Geometry::new(
@@ -113,21 +128,33 @@ impl ProducerBuilder {
         ))
     }
 
+    /// Become the producer of a region just created; on failure, remove what was created.
     fn finish(&self, region: Region) -> Result<Producer, CreateError> {
-        let ring = RingProducer::attach(Arc::new(region)).map_err(|e| match e {
-            OpenError::Io { context, source } => CreateError::Io { context, source },
-            other => CreateError::InvalidConfig(other.to_string()),
-        })?;
-        Ok(self.producer(ring))
+        let region = Arc::new(region);
+        match RingProducer::attach(Arc::clone(&region), self.evict_after) {
+            Ok(ring) => Ok(self.producer(ring)),
+            Err(e) => {
+                let _ = region.unlink_if_ours();
+                Err(match e {
+                    OpenError::Io { context, source } => CreateError::Io { context, source },
+                    other => CreateError::InvalidConfig(other.to_string()),
+                })
+            }
+        }
     }
 
-    fn producer(&self, mut ring: RingProducer) -> Producer {
-        ring.set_evict_after(self.evict_after);
+    fn producer(&self, ring: RingProducer) -> Producer {
         Producer {
             ring,
             wait: self.wait,
             remove_on_drop: self.remove_on_drop,
+            fork_generation: fork::install(),
         }
+    }
+
+    fn create_source(&self, source: Source) -> Result<Producer, CreateError> {
+        let geo = self.geometry()?;
+        self.finish(Region::create(source, geo, self.mode)?)
     }
 
     /// Create a named POSIX shared-memory segment (`/dev/shm/<name>`) and become its
@@ -149,9 +176,7 @@ impl ProducerBuilder {
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn create(&self, name: &str) -> Result<Producer, CreateError> {
-        let geo = self.geometry()?;
-        let region = segment::create(Source::Name(name.into()), geo, &self.create_options())?;
-        self.finish(region)
+        self.create_source(Source::Name(name.into()))
     }
 
     /// Create a segment in a new file at `path` (on tmpfs or hugetlbfs, typically).
@@ -168,10 +193,7 @@ impl ProducerBuilder {
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn create_path(&self, path: impl AsRef<Path>) -> Result<Producer, CreateError> {
-        let geo = self.geometry()?;
-        let source = Source::Path(path.as_ref().to_path_buf());
-        let region = segment::create(source, geo, &self.create_options())?;
-        self.finish(region)
+        self.create_source(Source::Path(path.as_ref().to_path_buf()))
     }
 
     /// Create an anonymous, sealed memfd segment. Hand [`Producer::fd`] to other processes
@@ -187,16 +209,15 @@ impl ProducerBuilder {
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn create_anonymous(&self) -> Result<Producer, CreateError> {
-        let geo = self.geometry()?;
-        let region = segment::create(Source::Anonymous, geo, &self.create_options())?;
-        self.finish(region)
+        self.create_source(Source::Anonymous)
     }
 
     /// Create a ring on the heap, for threads of this process (no segment, no syscalls but
     /// futex). Consumers attach with [`ConsumerBuilder::attach_to`](crate::ConsumerBuilder::attach_to).
     ///
     /// # Errors
-    /// [`CreateError::InvalidConfig`].
+    /// [`CreateError::InvalidConfig`]; [`CreateError::Io`] if the memory cannot be
+    /// allocated.
     ///
     /// # Examples
     /// ```
@@ -208,7 +229,7 @@ impl ProducerBuilder {
     /// ```
     pub fn create_in_process(&self) -> Result<Producer, CreateError> {
         let geo = self.geometry()?;
-        self.finish(Region::heap(geo))
+        self.finish(Region::heap(geo)?)
     }
 
     /// Take over an existing named segment whose producer died (or exited with
@@ -229,21 +250,17 @@ impl ProducerBuilder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(&self, name: &str) -> Result<Producer, OpenError> {
-        let region = segment::open(
-            Source::Name(name.into()),
-            &OpenOptions {
-                allow_foreign_owner: false,
-            },
-        )?;
-        Ok(self.producer(RingProducer::attach(Arc::new(region))?))
-    }
-
-    fn create_options(&self) -> CreateOptions {
-        CreateOptions { mode: self.mode }
+        let region = Region::open(Source::Name(name.into()), false)?;
+        Ok(self.producer(RingProducer::attach(Arc::new(region), self.evict_after)?))
     }
 }
 
-/// The single writer of a ring. `Send`, not `Sync`: one thread writes at a time.
+/// The single writer of a ring.
+///
+/// `Send` and `Sync`: every operation that writes takes `&mut self`, so one thread writes
+/// at a time; `&Producer` only reads process-private state. A process forked from the
+/// owner may not use the handle (its calls return `Forked`, and dropping it there does not
+/// close the stream).
 ///
 /// Dropping it closes the stream: consumers drain what was published, then receive
 /// `Disconnected`.
@@ -266,6 +283,8 @@ pub struct Producer {
     ring: RingProducer,
     wait: WaitPolicy,
     remove_on_drop: bool,
+    /// The fork generation this handle was made in (see `os/fork.rs`).
+    fork_generation: u32,
 }
 
 impl fmt::Debug for Producer {
@@ -275,6 +294,17 @@ impl fmt::Debug for Producer {
             .field("max_message", &self.max_message())
             .field("stats", &self.ring.stats)
             .finish()
+    }
+}
+
+/// `SendTimeoutError` of a call without a deadline, as a `SendError`.
+fn untimed(e: SendTimeoutError) -> SendError {
+    match e {
+        SendTimeoutError::TooLarge { len, max } => SendError::TooLarge { len, max },
+        SendTimeoutError::Exhausted => SendError::Exhausted,
+        SendTimeoutError::Forked => SendError::Forked,
+        // No deadline: the ring cannot stay full past it.
+        SendTimeoutError::Timeout => unreachable!("a send without a deadline timed out"),
     }
 }
 
@@ -290,10 +320,17 @@ impl Producer {
         ProducerBuilder::default()
     }
 
+    /// Is this handle usable here (not inherited across `fork`)?
+    #[inline]
+    fn owned(&self) -> bool {
+        fork::generation() == self.fork_generation
+    }
+
     /// Send a message, waiting (per the wait policy) while the ring is full.
     ///
     /// # Errors
-    /// [`SendError::TooLarge`] if `msg` exceeds [`Producer::max_message`].
+    /// [`SendError::TooLarge`] if `msg` exceeds [`Producer::max_message`];
+    /// [`SendError::Exhausted`], [`SendError::Forked`].
     ///
     /// # Examples
     /// ```
@@ -303,22 +340,18 @@ impl Producer {
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
-        let res = self
-            .ring
-            .reserve(msg.len(), self.wait, None)
-            .map_err(|e| match e {
-                SendTimeoutError::TooLarge { len, max } => SendError::TooLarge { len, max },
-                SendTimeoutError::Timeout => unreachable!("no deadline"),
-            })?;
-        self.write_commit(res, msg);
-        Ok(())
+        if !self.owned() {
+            return Err(SendError::Forked);
+        }
+        self.ring.send(msg, self.wait, None).map_err(untimed)
     }
 
     /// Send a message if there is room now.
     ///
     /// # Errors
     /// [`TrySendError::Full`] if the slowest lossless consumer has not released enough
-    /// space, [`TrySendError::TooLarge`].
+    /// space, [`TrySendError::TooLarge`], [`TrySendError::Exhausted`],
+    /// [`TrySendError::Forked`].
     ///
     /// # Examples
     /// ```
@@ -328,16 +361,18 @@ impl Producer {
     /// assert_eq!(p.try_send(b"x"), Err(shmcast::TrySendError::Full));
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
+    #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
-        let res = self.ring.try_reserve(msg.len())?;
-        self.write_commit(res, msg);
-        Ok(())
+        if !self.owned() {
+            return Err(TrySendError::Forked);
+        }
+        self.ring.try_send(msg)
     }
 
     /// Send a message, waiting at most `timeout` for room.
     ///
     /// # Errors
-    /// [`SendTimeoutError::Timeout`], [`SendTimeoutError::TooLarge`].
+    /// [`SendTimeoutError::Timeout`], or as [`Producer::send`].
     ///
     /// # Examples
     /// ```
@@ -350,10 +385,11 @@ impl Producer {
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendTimeoutError> {
-        let deadline = Instant::now().checked_add(timeout);
-        let res = self.ring.reserve(msg.len(), self.wait, deadline)?;
-        self.write_commit(res, msg);
-        Ok(())
+        if !self.owned() {
+            return Err(SendTimeoutError::Forked);
+        }
+        self.ring
+            .send(msg, self.wait, Instant::now().checked_add(timeout))
     }
 
     /// Send several messages with one publication (one release, one tail store, one
@@ -361,7 +397,8 @@ impl Producer {
     /// checked first: if any message is too large, nothing is sent.
     ///
     /// # Errors
-    /// [`SendError::TooLarge`].
+    /// [`SendError::TooLarge`]; [`SendError::Exhausted`] (the messages before the one that
+    /// reached the ceiling were sent); [`SendError::Forked`].
     ///
     /// # Examples
     /// ```
@@ -372,6 +409,9 @@ impl Producer {
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn send_batch<M: AsRef<[u8]>>(&mut self, msgs: &[M]) -> Result<(), SendError> {
+        if !self.owned() {
+            return Err(SendError::Forked);
+        }
         let max = self.max_message();
         if let Some(m) = msgs.iter().find(|m| m.as_ref().len() > max) {
             return Err(SendError::TooLarge {
@@ -379,17 +419,7 @@ impl Producer {
                 max,
             });
         }
-        self.ring.send_batch(
-            msgs.len(),
-            |i| msgs[i].as_ref().len(),
-            self.wait,
-            |i, region, idx| {
-                // SAFETY: `idx` is the payload index of a reservation of exactly this length
-                // (inside the ring, unpublished, gated clear of every unreleased record).
-                unsafe { region.copy_in(idx, msgs[i].as_ref()) }
-            },
-        );
-        Ok(())
+        self.ring.send_batch(msgs, self.wait).map_err(untimed)
     }
 
     /// Send a plain-old-data value (its bytes), waiting while the ring is full. Consumers
@@ -397,7 +427,7 @@ impl Producer {
     /// [`Message::value`](crate::Message::value); payloads are 8-byte aligned in the ring.
     ///
     /// # Errors
-    /// [`SendError::TooLarge`].
+    /// As [`Producer::send`].
     ///
     /// # Examples
     /// ```
@@ -413,10 +443,10 @@ impl Producer {
 
     /// Reserve room for a plain-old-data value and fill it in place (zero-copy), waiting
     /// while the ring is full. `T` may need at most 8-byte alignment (checked at compile
-    /// time). The value starts with whatever bytes the ring held.
+    /// time). The value starts with unspecified bytes.
     ///
     /// # Errors
-    /// [`SendError::TooLarge`].
+    /// As [`Producer::send`].
     ///
     /// # Examples
     /// ```
@@ -441,21 +471,14 @@ impl Producer {
         })
     }
 
-    #[inline]
-    fn write_commit(&mut self, res: Reservation, msg: &[u8]) {
-        let idx = res.payload_idx(self.ring.region().geometry().mask);
-        // SAFETY: the reservation covers `len` payload bytes at `idx` (inside the ring: no
-        // record crosses its end), gated so no consumer reads them until `commit`.
-        unsafe { self.ring.region().copy_in(idx, msg) };
-        self.ring.commit(res);
-        self.ring.wake_consumers();
-    }
-
     /// Reserve `len` bytes in the ring, waiting while it is full. Fill the returned guard in
     /// place and [`commit`](Reserved::commit) it; dropping it aborts (nothing is published).
+    /// The bytes start unspecified. (In a mapped segment they are the ring's own bytes; in
+    /// an in-process ring, a private buffer copied in at commit, because lossy consumer
+    /// threads may read the ring's words meanwhile.)
     ///
     /// # Errors
-    /// [`SendError::TooLarge`].
+    /// As [`Producer::send`].
     ///
     /// # Examples
     /// ```
@@ -470,13 +493,13 @@ impl Producer {
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn reserve(&mut self, len: usize) -> Result<Reserved<'_>, SendError> {
+        if !self.owned() {
+            return Err(SendError::Forked);
+        }
         let res = self
             .ring
-            .reserve(len, self.wait, None)
-            .map_err(|e| match e {
-                SendTimeoutError::TooLarge { len, max } => SendError::TooLarge { len, max },
-                SendTimeoutError::Timeout => unreachable!("no deadline"),
-            })?;
+            .reserve_staged(len, self.wait, None)
+            .map_err(untimed)?;
         Ok(Reserved {
             producer: self,
             res,
@@ -486,7 +509,7 @@ impl Producer {
     /// Reserve `len` bytes if there is room now.
     ///
     /// # Errors
-    /// [`TrySendError::Full`], [`TrySendError::TooLarge`].
+    /// As [`Producer::try_send`].
     ///
     /// # Examples
     /// ```
@@ -497,7 +520,10 @@ impl Producer {
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn try_reserve(&mut self, len: usize) -> Result<Reserved<'_>, TrySendError> {
-        let res = self.ring.try_reserve(len)?;
+        if !self.owned() {
+            return Err(TrySendError::Forked);
+        }
+        let res = self.ring.try_reserve_staged(len)?;
         Ok(Reserved {
             producer: self,
             res,
@@ -528,6 +554,19 @@ impl Producer {
         self.ring.region().geometry().capacity as usize
     }
 
+    /// The sequence number the next message will carry.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = shmcast::Producer::builder().create_in_process()?;
+    /// p.send(b"x").unwrap();
+    /// assert_eq!(p.next_seq(), 1);
+    /// # Ok::<(), shmcast::CreateError>(())
+    /// ```
+    pub fn next_seq(&self) -> u64 {
+        self.ring.next_seq()
+    }
+
     /// This handle's counters: messages, wake syscalls, full waits.
     ///
     /// # Examples
@@ -552,38 +591,43 @@ impl Producer {
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.ring.region().mapped().map(|m| m.fd())
+        self.ring.region().fd()
     }
 
     pub(crate) fn region(&self) -> &Arc<Region> {
         self.ring.region()
     }
 
-    /// Become the producer of an already validated region.
+    /// Become the producer of an already validated region (test hooks).
+    #[cfg(any(feature = "test-hooks", fuzzing))]
     pub(crate) fn from_region(
         region: Arc<Region>,
         wait: WaitPolicy,
+        evict_after: Option<Duration>,
     ) -> Result<Producer, OpenError> {
         Ok(Producer {
-            ring: RingProducer::attach(region)?,
+            ring: RingProducer::attach(region, evict_after)?,
             wait,
             remove_on_drop: false,
+            fork_generation: fork::install(),
         })
     }
 }
 
 impl Drop for Producer {
     fn drop(&mut self) {
+        if !self.owned() {
+            // Inherited across fork: the stream and the name belong to the parent.
+            return;
+        }
         self.ring.close();
         if self.remove_on_drop {
-            if let Some(m) = self.ring.region().mapped() {
-                let _ = segment::remove_backing(m);
-            }
+            let _ = self.ring.region().unlink_if_ours();
         }
     }
 }
 
-/// Space reserved in the ring for one message: derefs to the payload bytes in place.
+/// Space reserved in the ring for one message: derefs to the payload bytes.
 /// [`commit`](Reserved::commit) publishes it; dropping it aborts.
 ///
 /// # Examples
@@ -602,13 +646,14 @@ pub struct Reserved<'a> {
 impl fmt::Debug for Reserved<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reserved")
-            .field("len", &self.res.len)
+            .field("len", &self.res.len())
             .finish()
     }
 }
 
 impl Reserved<'_> {
-    /// Publish the message to every consumer.
+    /// Publish the message to every consumer. (In a process forked from the producer's
+    /// owner, where the reservation was inherited, this publishes nothing.)
     ///
     /// # Examples
     /// ```
@@ -618,33 +663,26 @@ impl Reserved<'_> {
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn commit(self) {
-        self.producer.ring.commit(self.res);
-        self.producer.ring.wake_consumers();
+        if self.producer.owned() {
+            self.producer.ring.commit(self.res);
+        }
     }
 }
 
 impl std::ops::Deref for Reserved<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        let region = self.producer.ring.region();
-        let idx = self.res.payload_idx(region.geometry().mask);
-        // SAFETY: `len` bytes at `idx` lie inside the ring and belong to this reservation
-        // alone until it is committed: the gate keeps them clear of every lossless
-        // consumer's unreleased records and no consumer reads past the unpublished stamp.
-        unsafe { std::slice::from_raw_parts(region.data_ptr(idx), self.res.len as usize) }
+        self.producer.ring.reserved(&self.res)
     }
 }
 
 impl std::ops::DerefMut for Reserved<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
-        let region = self.producer.ring.region();
-        let idx = self.res.payload_idx(region.geometry().mask);
-        // SAFETY: as in `deref`; `&mut self` makes this the only reference.
-        unsafe { std::slice::from_raw_parts_mut(region.data_ptr(idx), self.res.len as usize) }
+        self.producer.ring.reserved_mut(&self.res)
     }
 }
 
-/// Room reserved in the ring for one plain-old-data value: derefs to `T` in place.
+/// Room reserved in the ring for one plain-old-data value: derefs to `T`.
 /// [`commit`](ReservedValue::commit) publishes it; dropping it aborts.
 ///
 /// # Examples
@@ -685,8 +723,9 @@ impl<T: bytemuck::Pod> ReservedValue<'_, T> {
 impl<T: bytemuck::Pod> std::ops::Deref for ReservedValue<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // Size is exact and the payload is 8-aligned with align_of::<T>() <= 8 (checked at
-        // compile time in `reserve_value`), so the cast cannot fail.
+        // Size is exact and the bytes are 8-aligned (ring payloads, or the 8-aligned
+        // staging buffer) with align_of::<T>() <= 8 (checked at compile time in
+        // `reserve_value`), so the cast cannot fail.
         bytemuck::from_bytes(&self.inner)
     }
 }

@@ -4,15 +4,12 @@
 
 #[cfg(not(shmcast_loom))]
 pub(crate) mod atomic {
-    pub(crate) use std::sync::atomic::{
-        compiler_fence, fence, AtomicBool, AtomicU32, AtomicU64, Ordering,
-    };
+    pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 }
 
 #[cfg(shmcast_loom)]
 pub(crate) mod atomic {
     pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
-    pub(crate) use std::sync::atomic::compiler_fence;
 }
 
 /// A busy-wait hint (under loom: a yield, so the model makes progress).

@@ -53,15 +53,6 @@ impl Default for WaitPolicy {
     }
 }
 
-/// Why a futex wait returned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Wake {
-    /// Woken, or the word no longer held the expected value (`EAGAIN`).
-    Woken,
-    /// The timeout elapsed.
-    TimedOut,
-}
-
 /// What to do next while waiting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Step {

@@ -10,7 +10,7 @@ use shmcast::{
 };
 use std::time::Duration;
 
-fn refused_config(builder: &shmcast::ProducerBuilder) -> String {
+fn refused_config(builder: shmcast::ProducerBuilder) -> String {
     match builder.create_in_process() {
         Err(CreateError::InvalidConfig(why)) => why,
         other => panic!("expected InvalidConfig for {builder:?}, got {other:?}"),

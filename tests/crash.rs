@@ -297,8 +297,7 @@ fn producer(spec: &ChildSpec) {
     let count: u64 = param("count");
     let capacity: usize = param("capacity");
     let takeover: bool = param("takeover");
-    let mut builder = Producer::builder();
-    builder
+    let builder = Producer::builder()
         .capacity(capacity)
         .max_message(spec.max_message)
         .remove_on_drop(false);
@@ -436,10 +435,11 @@ struct Fixture {
 impl Fixture {
     fn new(test: &str, evict_after: Option<Duration>) -> Fixture {
         let name = ShmName::new(test);
-        let mut builder = Producer::builder();
-        builder.capacity(CAPACITY).max_message(MAX_MESSAGE);
+        let mut builder = Producer::builder()
+            .capacity(CAPACITY)
+            .max_message(MAX_MESSAGE);
         if let Some(after) = evict_after {
-            builder.evict_after(after);
+            builder = builder.evict_after(after);
         }
         let producer = builder.create(name.as_str()).expect("create the segment");
         let mut fixture = Fixture {

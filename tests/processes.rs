@@ -159,8 +159,7 @@ fn million_messages_to_three_consumers(
 ) -> (ProducerStats, Vec<ConsumerReport>) {
     let _one_at_a_time = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let name = ShmName::new(test);
-    let mut builder = Producer::builder();
-    builder.capacity(RING).wait_policy(policy);
+    let builder = Producer::builder().capacity(RING).wait_policy(policy);
     let mut producer = match backing {
         Backing::Named => builder.create(name.as_str()),
         Backing::Memfd => builder.create_anonymous(),

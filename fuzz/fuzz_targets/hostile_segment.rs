@@ -58,7 +58,8 @@ fn repaired(data: &[u8]) -> Option<(HostileSegment, &[u8])> {
     let max_message = usize::from(u16::from_le_bytes([m0, m1])) % (max + 1);
     let seg = HostileSegment::fresh(cap, max_message, 1 + u32::from(n % 4)).ok()?;
     let (body, params) = body.split_at(body.len().min((seg.len() - LAYOUT_LINE) as usize));
-    seg.scribble(LAYOUT_LINE, body);
+    // SAFETY: no message of this ring is held in place while it is scribbled on.
+    unsafe { seg.scribble(LAYOUT_LINE, body) }
     Some((seg, params))
 }
 

@@ -276,7 +276,8 @@ fn scribble_slot(seg: &HostileSegment, field: SlotField, bytes: &[u8]) {
         SlotField::Raw(at) => (u64::from(at % 16), 16),
     };
     let n = bytes.len().min(max);
-    seg.scribble(seg.slot_offset(1) + off, &bytes[..n]);
+    // SAFETY: no message of this ring is held in place while it is scribbled on.
+    unsafe { seg.scribble(seg.slot_offset(1) + off, &bytes[..n]) }
 }
 
 fuzz_target!(|input: Input| {
@@ -337,7 +338,8 @@ fuzz_target!(|input: Input| {
                     HeaderField::SpaceWord => (SPACE_WORD, 4),
                     HeaderField::SpaceSleepers => (SPACE_SLEEPERS, 4),
                 };
-                h.seg.scribble(off, &bytes[..bytes.len().min(max)]);
+                // SAFETY: no message of this ring is held in place while it is scribbled on.
+                unsafe { h.seg.scribble(off, &bytes[..bytes.len().min(max)]) }
             }
             Op::SetCursor { back, ahead } => {
                 let t = h.model.tail;
@@ -346,7 +348,8 @@ fuzz_target!(|input: Input| {
                 } else {
                     t.saturating_sub(8 * u64::from(*back))
                 };
-                h.seg.scribble(h.s_slot() + SLOT_CURSOR, &c.to_ne_bytes());
+                // SAFETY: no message of this ring is held in place while it is scribbled on.
+                unsafe { h.seg.scribble(h.s_slot() + SLOT_CURSOR, &c.to_ne_bytes()) }
             }
             Op::SetState { kind, generation } => {
                 let old = h.seg.load_u32(h.s_slot() + SLOT_STATE);

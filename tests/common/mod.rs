@@ -125,7 +125,7 @@ impl SegmentRef {
     /// Attach a consumer. An inherited descriptor is closed once the consumer has opened
     /// its own description of the segment, so this process holds no extra reference to
     /// the parent's.
-    pub fn open(&self, builder: &ConsumerBuilder) -> Result<Consumer, OpenError> {
+    pub fn open(&self, builder: ConsumerBuilder) -> Result<Consumer, OpenError> {
         match self {
             SegmentRef::Name(n) => builder.open(n),
             SegmentRef::Path(p) => builder.open_path(p),

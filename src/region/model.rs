@@ -1,22 +1,33 @@
-//! The heap region under loom: the same method set as `region.rs`, but every shared word
-//! is a loom atomic and every payload byte lives in a loom `UnsafeCell`, so loom checks the
-//! orderings and detects racing payload accesses. The futex is modelled with a loom
-//! `Mutex` + `Condvar`, the value checked under the lock as the kernel does.
+//! The region under loom: the same method set as `memory.rs` (the parts the ring uses), but
+//! every shared word is a loom atomic and every payload byte lives in a loom `UnsafeCell`,
+//! so loom checks the orderings and detects racing payload accesses. Liveness locks are
+//! model-visible flags (a test "kills" a handle by dropping its flag without detaching, as
+//! the kernel would). The futex is a loom `Mutex` + `Condvar`, the value checked under the
+//! lock as the kernel does; timeouts are not modelled, so a lost wake-up is a deadlock.
 //!
 //! A data-ring word has two faces here: `atom`, for the record-header words the ring
 //! accesses atomically, and `bytes`, for payload copies. In a real segment they are the
 //! same eight bytes, accessed atomically in one lap and copied in another; the protocol
 //! orders those accesses by the same edges loom checks here.
 
+use super::LockId;
+use crate::error::CreateError;
 use crate::layout::*;
 use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use crate::wait::Wake;
 use loom::cell::UnsafeCell;
 use loom::sync::{Condvar, Mutex};
 use std::io;
 use std::time::Duration;
 
-pub(crate) use crate::region_ids::LockId;
+/// Why a (model) futex wait returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// Woken, or the word no longer held the expected value.
+    Woken,
+    /// Never in the model: timeouts are not modelled.
+    #[allow(dead_code)]
+    TimedOut,
+}
 
 struct Word {
     atom: AtomicU64,
@@ -34,6 +45,14 @@ pub(crate) struct Region {
     cv: Condvar,
 }
 
+// SAFETY: the payload cells are accessed only through `copy_in` / `copy_out`, whose
+// exclusivity is the ring protocol under test: loom reports a racing access (a failed model)
+// instead of letting it happen. Everything else is loom atomics, a loom mutex and a loom
+// condition variable.
+unsafe impl Sync for Region {}
+// SAFETY: as above.
+unsafe impl Send for Region {}
+
 fn futex_line() -> Line<FutexLine> {
     Line(FutexLine {
         word: AtomicU32::new(0),
@@ -42,8 +61,8 @@ fn futex_line() -> Line<FutexLine> {
 }
 
 impl Region {
-    /// A heap ring with a freshly initialized header.
-    pub(crate) fn heap(geo: Geometry) -> Region {
+    /// A model ring with a freshly initialized header.
+    pub(crate) fn heap(geo: Geometry) -> Result<Region, CreateError> {
         let header = Box::new(Header {
             layout: Line(LayoutLine {
                 magic: AtomicU64::new(0),
@@ -70,7 +89,7 @@ impl Region {
                 hwm: AtomicU32::new(0),
                 state: AtomicU32::new(PRODUCER_NONE),
                 epoch: AtomicU32::new(0),
-                asymmetric: AtomicU32::new(0),
+                evicting: AtomicU32::new(0),
             }),
         });
         let slots = (0..geo.max_consumers)
@@ -100,7 +119,12 @@ impl Region {
             cv: Condvar::new(),
         };
         RawLayout::for_geometry(&geo).store(&region.header.layout);
-        region
+        Ok(region)
+    }
+
+    /// Always: the model is shared by threads, as a heap ring is.
+    pub(crate) fn is_heap(&self) -> bool {
+        true
     }
 
     pub(crate) fn geometry(&self) -> &Geometry {
@@ -189,16 +213,6 @@ impl Region {
         }
         drop(self.cv.wait(guard).unwrap());
         Wake::Woken
-    }
-
-    /// Loom checks the symmetric protocol only: no asymmetric barriers in the model.
-    pub(crate) fn enable_asymmetric_barrier(&self) -> bool {
-        false
-    }
-
-    /// Never called: asymmetric mode is never enabled in the model.
-    pub(crate) fn heavy_barrier(&self) -> bool {
-        false
     }
 
     pub(crate) fn wake_all(&self, _word: &AtomicU32) {

@@ -1,11 +1,19 @@
-//! Shared (cross-process) futex wait and wake on an `AtomicU32` in the segment.
+//! Shared (cross-process) futex wait and wake on a 4-byte word of a mapping.
 //!
 //! `FUTEX_WAIT_BITSET` with an absolute `CLOCK_MONOTONIC` deadline, so a wait interrupted by
 //! a signal (`EINTR`) retries with the same deadline instead of sleeping longer.
 
-use crate::sync::atomic::AtomicU32;
-use crate::wait::Wake;
+use std::sync::atomic::AtomicU32;
 use std::time::Duration;
+
+/// Why a futex wait returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// Woken, or the word no longer held the expected value (`EAGAIN`).
+    Woken,
+    /// The timeout elapsed.
+    TimedOut,
+}
 
 fn monotonic_now() -> libc::timespec {
     let mut ts = libc::timespec {
@@ -37,7 +45,8 @@ fn deadline_after(timeout: Duration) -> libc::timespec {
 pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Duration) -> Wake {
     let deadline = deadline_after(timeout);
     loop {
-        // SAFETY: `word` is a live, 4-byte-aligned AtomicU32 (the kernel only reads it);
+        // SAFETY: `word` is a live, 4-byte-aligned AtomicU32 (the kernel only reads it, and
+        // other processes may write it at any time, which is what a futex is for);
         // `deadline` is a valid timespec that outlives the call. The operation is shared
         // (no FUTEX_PRIVATE_FLAG) because the word may live in memory mapped by several
         // processes; with FUTEX_WAIT_BITSET the timeout is absolute on CLOCK_MONOTONIC.
@@ -82,32 +91,4 @@ pub(crate) fn wake_all(word: &AtomicU32) -> usize {
         )
     };
     usize::try_from(r).unwrap_or(0)
-}
-
-// membarrier(2) commands (linux/membarrier.h).
-const MEMBARRIER_CMD_QUERY: libc::c_long = 0;
-const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_long = 1 << 1;
-const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_long = 1 << 2;
-
-fn membarrier(cmd: libc::c_long) -> libc::c_long {
-    // SAFETY: membarrier takes two integer arguments and touches no user memory.
-    unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0 as libc::c_long) }
-}
-
-/// Register this process for expedited global memory barriers: once registered, a
-/// `heavy_barrier` issued by any process forces a full memory barrier on every CPU that is
-/// running one of this process's threads. False if the kernel does not offer it.
-pub(crate) fn register_for_heavy_barriers() -> bool {
-    let supported = membarrier(MEMBARRIER_CMD_QUERY);
-    supported >= 0
-        && supported & MEMBARRIER_CMD_GLOBAL_EXPEDITED != 0
-        && membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0
-}
-
-/// The heavy side of an asymmetric barrier: when it returns, every thread of every
-/// registered process has executed a full memory barrier since it was called, so their
-/// stores that precede their current point in program order are visible to us, and our
-/// stores before the call are visible to their later loads. False if the call failed.
-pub(crate) fn heavy_barrier() -> bool {
-    membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0
 }

@@ -1,0 +1,443 @@
+//! The real region: a mapped segment or a heap allocation.
+
+use super::LockId;
+use crate::error::{CreateError, OpenError};
+use crate::layout::{
+    unpublished, Geometry, Header, RawLayout, Slot, HEADER_SIZE, PRODUCER_NONE, SLOT_SIZE,
+};
+use crate::os::futex;
+pub(crate) use crate::os::futex::Wake;
+use crate::os::lock::Locks;
+use crate::os::segment::{self, Mapping, OpenOptions, Source};
+use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+enum Backing {
+    /// Zeroed heap memory shared by threads of this process; liveness locks are flags.
+    Heap {
+        layout: std::alloc::Layout,
+        locks: Box<[AtomicBool]>,
+    },
+    /// A mapped segment; liveness locks are OFD locks on a private description of it.
+    Mapped { map: Mapping, locks: Locks },
+}
+
+/// A ring's memory and the process-private copy of its geometry.
+pub(crate) struct Region {
+    base: NonNull<u8>,
+    geo: Geometry,
+    backing: Backing,
+}
+
+// SAFETY: the region owns its memory (a mapping or an allocation, freed once on drop). Every
+// access to the shared bytes goes through atomics, or through raw copies and slices whose
+// exclusivity the ring protocol guarantees (each such method is `unsafe` and says so).
+unsafe impl Send for Region {}
+// SAFETY: as above; `&Region` hands out only `&` to atomics, copies, and slices under the
+// same `unsafe` contracts.
+unsafe impl Sync for Region {}
+
+impl std::fmt::Debug for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Region")
+            .field("geometry", &self.geo)
+            .finish()
+    }
+}
+
+fn heap_allocation(geo: &Geometry) -> Result<(NonNull<u8>, std::alloc::Layout), CreateError> {
+    let oom = || CreateError::Io {
+        context: format!("allocate a {}-byte in-process ring", geo.total_size),
+        source: io::ErrorKind::OutOfMemory.into(),
+    };
+    let size = usize::try_from(geo.total_size).map_err(|_| oom())?;
+    let layout = std::alloc::Layout::from_size_align(size, 4096).map_err(|_| oom())?;
+    // SAFETY: `layout` has a non-zero size (at least a header and MIN_CAPACITY).
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+    Ok((NonNull::new(ptr).ok_or_else(oom)?, layout))
+}
+
+fn heap_locks(geo: &Geometry) -> Box<[AtomicBool]> {
+    (0..=geo.max_consumers)
+        .map(|_| AtomicBool::new(false))
+        .collect()
+}
+
+impl Region {
+    /// A heap-backed region with a freshly initialized header. An allocation the system
+    /// refuses is an error, not an abort.
+    pub(crate) fn heap(geo: Geometry) -> Result<Region, CreateError> {
+        let (base, layout) = heap_allocation(&geo)?;
+        let region = Region {
+            base,
+            geo,
+            backing: Backing::Heap {
+                layout,
+                locks: heap_locks(&geo),
+            },
+        };
+        region.initialize();
+        Ok(region)
+    }
+
+    /// A heap copy of `bytes` taken as a segment someone else wrote: validated exactly like a
+    /// mapped segment on open (fuzzing and tests of hostile segments).
+    #[cfg(any(feature = "test-hooks", fuzzing))]
+    pub(crate) fn heap_from_bytes(bytes: &[u8]) -> Result<Region, crate::error::SegmentError> {
+        use crate::error::SegmentError;
+        let raw = RawLayout::from_bytes(bytes).ok_or(SegmentError::Truncated {
+            size: bytes.len() as u64,
+            needed: HEADER_SIZE as u64,
+        })?;
+        let geo = Geometry::validate(&raw, bytes.len() as u64)?;
+        let (base, layout) = heap_allocation(&geo).map_err(|_| SegmentError::Truncated {
+            size: bytes.len() as u64,
+            needed: geo.total_size,
+        })?;
+        // SAFETY: both ranges are `total_size <= bytes.len()` long (validated) and do not
+        // overlap (a fresh allocation).
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), base.as_ptr(), geo.total_size as usize)
+        };
+        Ok(Region {
+            base,
+            geo,
+            backing: Backing::Heap {
+                layout,
+                locks: heap_locks(&geo),
+            },
+        })
+    }
+
+    /// Create a new segment (named object, file or memfd) and initialize its header.
+    pub(crate) fn create(source: Source, geo: Geometry, mode: u32) -> Result<Region, CreateError> {
+        let map = segment::create(source, geo.total_size, mode)?;
+        let locks = match Locks::open(map.file()) {
+            Ok(l) => l,
+            Err(source) => {
+                let _ = map.unlink_if_ours();
+                return Err(CreateError::Io {
+                    context: "reopen the segment for its liveness locks".into(),
+                    source,
+                });
+            }
+        };
+        let base = map.base();
+        let region = Region {
+            base,
+            geo,
+            backing: Backing::Mapped { map, locks },
+        };
+        region.initialize();
+        Ok(region)
+    }
+
+    /// Open an existing segment by name or path and validate its header.
+    pub(crate) fn open(source: Source, allow_foreign_owner: bool) -> Result<Region, OpenError> {
+        Self::validate(segment::open(source, &open_options(allow_foreign_owner))?)
+    }
+
+    /// Open the segment behind a descriptor (duplicated, not consumed) and validate it.
+    pub(crate) fn open_fd(
+        fd: BorrowedFd<'_>,
+        allow_foreign_owner: bool,
+    ) -> Result<Region, OpenError> {
+        Self::validate(segment::open_fd(fd, &open_options(allow_foreign_owner))?)
+    }
+
+    fn validate(map: Mapping) -> Result<Region, OpenError> {
+        // SAFETY: the mapping is at least HEADER_SIZE bytes (checked on open) and page
+        // aligned; the layout line holds only atomics, which other processes may write
+        // concurrently.
+        let header = unsafe { &*(map.base().as_ptr() as *const Header) };
+        let raw = RawLayout::load(&header.layout);
+        let geo = Geometry::validate(&raw, map.len())?;
+        let locks = Locks::open(map.file()).map_err(|source| OpenError::Io {
+            context: "reopen the segment for its liveness locks".into(),
+            source,
+        })?;
+        let base = map.base();
+        Ok(Region {
+            base,
+            geo,
+            backing: Backing::Mapped { map, locks },
+        })
+    }
+
+    /// Write a new segment's header: empty stream, no producer, magic last.
+    fn initialize(&self) {
+        use Ordering::Relaxed;
+        let h = self.header();
+        h.producer.tail.store(0, Relaxed);
+        h.producer.claim.store(0, Relaxed);
+        h.producer.head.store(0, Relaxed);
+        h.producer.next_seq.store(0, Relaxed);
+        h.control.state.store(PRODUCER_NONE, Relaxed);
+        // Position 0 must not look published (see `ring`, "Publication").
+        self.word(0).store(unpublished(0), Relaxed);
+        // The magic store inside is Release: it orders everything above before it.
+        RawLayout::for_geometry(&self.geo).store(&h.layout);
+    }
+
+    pub(crate) fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+
+    /// The segment header.
+    #[inline]
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: the memory starts with a `Header` (validated size, 4096 alignment), which
+        // holds only atomics and padding, so a shared reference is sound while other
+        // processes write it.
+        unsafe { &*(self.base.as_ptr() as *const Header) }
+    }
+
+    /// Consumer slot `i`; `i < max_consumers` (an internal invariant, never shared input).
+    #[inline]
+    pub(crate) fn slot(&self, i: u32) -> &Slot {
+        assert!(i < self.geo.max_consumers, "slot index out of range");
+        let off = self.geo.slots_offset as usize + i as usize * SLOT_SIZE;
+        // SAFETY: `off + SLOT_SIZE <= data_offset <= total_size` for `i < max_consumers`;
+        // slots are 128-aligned (header size and slot size are multiples of 128) and hold
+        // only atomics, which other processes may write concurrently.
+        unsafe { &*(self.base.as_ptr().add(off) as *const Slot) }
+    }
+
+    /// The 8-byte word of the data ring at index `idx` (masked into the ring, rounded down
+    /// to 8 bytes, so it is in bounds whatever the caller computed).
+    #[inline]
+    pub(crate) fn word(&self, idx: u64) -> &AtomicU64 {
+        let idx = (idx & self.geo.mask) & !7;
+        // SAFETY: `data_offset + idx + 8 <= total_size`, 8-aligned (data_offset is page
+        // aligned). Any process may access these bytes at any time: an atomic reference is
+        // sound whatever they do. The same bytes are elsewhere copied with raw pointers only
+        // where the protocol orders those copies against every atomic access (see `ring`).
+        unsafe {
+            &*(self
+                .base
+                .as_ptr()
+                .add((self.geo.data_offset + idx) as usize) as *const AtomicU64)
+        }
+    }
+
+    /// Raw pointer to data-ring byte `idx` (`idx <= capacity`: a zero-length payload may
+    /// start right at the end).
+    #[inline]
+    fn data_ptr(&self, idx: u64) -> *mut u8 {
+        debug_assert!(idx <= self.geo.capacity);
+        let idx = idx.min(self.geo.capacity);
+        // SAFETY: `data_offset + capacity == total_size`: in bounds or one past the end.
+        unsafe {
+            self.base
+                .as_ptr()
+                .add((self.geo.data_offset + idx) as usize)
+        }
+    }
+
+    /// Does this region live on the heap (threads of one process share it)?
+    #[inline]
+    pub(crate) fn is_heap(&self) -> bool {
+        matches!(self.backing, Backing::Heap { .. })
+    }
+
+    /// Copy `src` into the ring at the 8-aligned payload index `idx`.
+    ///
+    /// In a mapped segment this is a plain copy: lossy readers live in other processes (or
+    /// read through another mapping) and read with atomics. In a heap ring, lossy readers are
+    /// threads of this process that may load these words concurrently (they validate the
+    /// copy afterwards), so the copy is made of word-sized atomic stores (the trailing
+    /// partial word is written whole: records are 8-aligned, so it lies inside the record).
+    ///
+    /// # Safety
+    /// `idx` is 8-aligned, `idx + align8(src.len()) <= capacity`, and the protocol gives the
+    /// caller exclusive write access to those bytes: no lossless consumer reads them before
+    /// they are published.
+    #[inline]
+    pub(crate) unsafe fn copy_in(&self, idx: u64, src: &[u8]) {
+        if self.is_heap() {
+            let mut chunks = src.chunks_exact(8);
+            let mut at = idx;
+            for c in &mut chunks {
+                let v = u64::from_ne_bytes(c.try_into().expect("chunk of 8"));
+                // Relaxed: published by the record's Release stamp store.
+                self.word(at).store(v, Ordering::Relaxed);
+                at += 8;
+            }
+            let rest = chunks.remainder();
+            if !rest.is_empty() {
+                let mut w = [0u8; 8];
+                w[..rest.len()].copy_from_slice(rest);
+                // Relaxed: as above.
+                self.word(at)
+                    .store(u64::from_ne_bytes(w), Ordering::Relaxed);
+            }
+            return;
+        }
+        // SAFETY: bounds and exclusivity are the caller's contract.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.data_ptr(idx), src.len()) }
+    }
+
+    /// Copy ring bytes at the 8-aligned payload index `idx` into `dst` with word-sized
+    /// atomic loads: the producer may be overwriting them concurrently (the reader validates
+    /// the copy afterwards). Atomic, not volatile: a volatile read racing with a write is
+    /// still a data race in Rust's memory model; a relaxed atomic load is not, and compiles
+    /// to a plain load on x86-64 and aarch64. The trailing partial word is loaded whole (it
+    /// lies inside the 8-aligned record). Memory safe whatever `idx` is (words are masked).
+    pub(crate) fn copy_out_atomic(&self, idx: u64, dst: &mut [u8]) {
+        let mut at = idx;
+        let mut chunks = dst.chunks_exact_mut(8);
+        for c in &mut chunks {
+            // Relaxed: validated by the caller's fence(Acquire) and claim check (seqlock).
+            c.copy_from_slice(&self.word(at).load(Ordering::Relaxed).to_ne_bytes());
+            at += 8;
+        }
+        let rest = chunks.into_remainder();
+        if !rest.is_empty() {
+            // Relaxed: as above.
+            let w = self.word(at).load(Ordering::Relaxed).to_ne_bytes();
+            rest.copy_from_slice(&w[..rest.len()]);
+        }
+    }
+
+    /// Copy ring bytes at `idx` into `dst`.
+    ///
+    /// # Safety
+    /// `idx + dst.len() <= capacity`, and the protocol guarantees that nobody writes those
+    /// bytes concurrently (a published record at or above the reader's released cursor).
+    #[inline]
+    pub(crate) unsafe fn copy_out(&self, idx: u64, dst: &mut [u8]) {
+        // SAFETY: bounds and the absence of writers are the caller's contract.
+        unsafe { std::ptr::copy_nonoverlapping(self.data_ptr(idx), dst.as_mut_ptr(), dst.len()) }
+    }
+
+    /// The `len` payload bytes at `idx`, borrowed in place.
+    ///
+    /// # Safety
+    /// `idx + len <= capacity`, and for the returned lifetime nobody writes those bytes: the
+    /// protocol keeps the producer (in any process) off them, which holds for a published
+    /// record at or above the cursor of a lossless consumer that may not be evicted while
+    /// alive.
+    #[inline]
+    pub(crate) unsafe fn payload(&self, idx: u64, len: usize) -> &[u8] {
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts(self.data_ptr(idx), len) }
+    }
+
+    /// The `len` payload bytes at `idx`, to be written in place.
+    ///
+    /// # Safety
+    /// A mapped region only (on the heap, lossy readers of this process could load the
+    /// same words: write them with [`Region::copy_in`]); `idx + len <= capacity`; for the
+    /// returned lifetime the caller has exclusive access to those bytes in this process
+    /// (an uncommitted reservation, which the gate keeps clear of every unreleased record
+    /// and no lossless reader reads before it is published). Lossy readers in other
+    /// processes may load the same bytes through their own mappings; they validate what they
+    /// copied and discard it if the producer wrote meanwhile.
+    #[inline]
+    // Exclusivity comes from the ring protocol, stated in the contract above, not from `&mut
+    // self`: the region is shared by every handle of the process.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn payload_mut(&self, idx: u64, len: usize) -> &mut [u8] {
+        debug_assert!(!self.is_heap());
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.data_ptr(idx), len) }
+    }
+
+    /// Take liveness lock `id` without blocking: `Ok(false)` if a live owner holds it.
+    pub(crate) fn try_lock(&self, id: LockId) -> io::Result<bool> {
+        match &self.backing {
+            // Acquire: pairs with the Release unlock of the previous owner.
+            Backing::Heap { locks, .. } => Ok(heap_lock(locks, id)
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()),
+            Backing::Mapped { locks, .. } => locks.try_lock(id.byte()),
+        }
+    }
+
+    /// Release liveness lock `id` (held by this handle).
+    pub(crate) fn unlock(&self, id: LockId) {
+        match &self.backing {
+            // Release: pairs with the Acquire of `try_lock` and `held_by_other`.
+            Backing::Heap { locks, .. } => heap_lock(locks, id).store(false, Ordering::Release),
+            Backing::Mapped { locks, .. } => locks.unlock(id.byte()),
+        }
+    }
+
+    /// Does some other live handle hold lock `id`? Errors count as alive: never evict on
+    /// a doubt.
+    pub(crate) fn held_by_other(&self, id: LockId) -> bool {
+        match &self.backing {
+            // Acquire: pairs with the Release `unlock` (what the owner did before unlocking
+            // is visible to whoever sees the lock free).
+            Backing::Heap { locks, .. } => heap_lock(locks, id).load(Ordering::Acquire),
+            Backing::Mapped { locks, .. } => locks.held_by_other(id.byte()),
+        }
+    }
+
+    /// Sleep while `*word == expected`, at most `timeout`.
+    pub(crate) fn wait(&self, word: &AtomicU32, expected: u32, timeout: Duration) -> Wake {
+        futex::wait(word, expected, timeout)
+    }
+
+    /// Wake every sleeper on `word`.
+    pub(crate) fn wake_all(&self, word: &AtomicU32) {
+        futex::wake_all(word);
+    }
+
+    /// The mapped segment's descriptor, if this region is one.
+    pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
+        match &self.backing {
+            Backing::Mapped { map, .. } => Some(map.fd()),
+            Backing::Heap { .. } => None,
+        }
+    }
+
+    /// Remove the segment's name (or file), if it still names this segment.
+    pub(crate) fn unlink_if_ours(&self) -> io::Result<bool> {
+        match &self.backing {
+            Backing::Mapped { map, .. } => map.unlink_if_ours(),
+            Backing::Heap { .. } => Ok(false),
+        }
+    }
+
+    /// Overwrite byte `at` of the segment as a misbehaving peer would (an atomic byte
+    /// store, so it is not a data race with the ring's own atomic accesses).
+    #[cfg(any(feature = "test-hooks", fuzzing))]
+    pub(crate) fn scribble_byte(&self, at: u64, value: u8) {
+        assert!(at < self.geo.total_size);
+        // SAFETY: `at` is inside the region; AtomicU8 has alignment 1.
+        let byte = unsafe {
+            &*(self.base.as_ptr().add(at as usize) as *const std::sync::atomic::AtomicU8)
+        };
+        byte.store(value, Ordering::Relaxed);
+    }
+
+    /// Address of data-ring byte 0 (tests check where a borrowed message points).
+    #[cfg(any(feature = "test-hooks", fuzzing))]
+    pub(crate) fn data_start(&self) -> usize {
+        self.data_ptr(0) as usize
+    }
+}
+
+fn open_options(allow_foreign_owner: bool) -> OpenOptions {
+    OpenOptions {
+        allow_foreign_owner,
+        min_size: HEADER_SIZE as u64,
+    }
+}
+
+fn heap_lock(locks: &[AtomicBool], id: LockId) -> &AtomicBool {
+    &locks[id.byte() as usize]
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        if let Backing::Heap { layout, .. } = &self.backing {
+            // SAFETY: allocated in `heap_allocation` with this layout, freed exactly once.
+            unsafe { std::alloc::dealloc(self.base.as_ptr(), *layout) }
+        }
+    }
+}

@@ -1,0 +1,470 @@
+//! Lossless reading: polling the stamp at the cursor, validating record headers, releasing
+//! records (the cursor is the gate), and telling an empty ring from an ended stream.
+//!
+//! A consumer at cursor `c` loads the stamp at `c` with `Acquire` (pairs with the
+//! producer's `Release` stamp store): `stamp == c` makes the record visible. Records are
+//! released by storing the cursor with `Release` (pairs with the producer's `Acquire`
+//! cursor loads before it overwrites), lazily: every eighth of the ring, or when the
+//! consumer runs dry, so a consumer that keeps up writes its slot line rarely.
+//!
+//! A consumer reads in place (`Mode::InPlace`: the producer never evicts it while it lives,
+//! so borrowed bytes never change) or, when the producer runs with `evict_after`, copies
+//! each message out and validates the copy against the claim as a lossy reader does
+//! (`Mode::Copy`: an eviction shows as `Evicted`, never as changed bytes).
+//!
+//! The end of the stream: CLOSED stored by the producer (believed only with the producer's
+//! lock free: any consumer could write the word), the producer's lock free (it died), or our
+//! slot evicted. Everything published before the end is still delivered. A cursor the
+//! published tail has passed with no record at it is corruption, reported as such.
+
+use super::attach::{Mode, RingConsumer};
+use super::HDR;
+use crate::error::{Corruption, RecvTimeoutError, TryRecvError};
+use crate::layout::{record_size, KIND_MESSAGE, KIND_PADDING, MAX_POSITION, PRODUCER_CLOSED};
+use crate::region::{LockId, Wake};
+use crate::sync::atomic::{fence, Ordering::*};
+use crate::wait::{Step, WaitPolicy, PROBE_INTERVAL};
+use std::time::Instant;
+
+/// A record a consumer holds: its payload and where the next record starts. Neither
+/// `Clone` nor `Copy`: made by `poll`, consumed by `release`.
+#[derive(Debug)]
+pub(crate) struct Record {
+    /// Stream position of the record.
+    pos: u64,
+    /// Data-ring index of the payload.
+    idx: u64,
+    /// Payload length.
+    pub(crate) len: usize,
+    /// Message sequence number.
+    pub(crate) seq: u64,
+    /// Position of the next record.
+    end: u64,
+}
+
+/// Why a consumer found nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    Closed,
+    Died,
+    Evicted,
+}
+
+impl From<Ended> for RecvTimeoutError {
+    fn from(e: Ended) -> Self {
+        match e {
+            Ended::Closed => RecvTimeoutError::Disconnected,
+            Ended::Died => RecvTimeoutError::ProducerDied,
+            Ended::Evicted => RecvTimeoutError::Evicted,
+        }
+    }
+}
+
+/// A validated record header.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Parsed {
+    Message { len: u64, end: u64 },
+    Padding { end: u64 },
+}
+
+impl RingConsumer {
+    /// Validate the header words of a published record at `c` (index `idx`).
+    #[inline]
+    pub(super) fn parse(&self, c: u64, idx: u64) -> Result<Parsed, Corruption> {
+        let room = self.d.cap - idx;
+        // Relaxed: ordered after the caller's Acquire stamp load.
+        let m = self.region.word(idx + 16).load(Relaxed);
+        let (len, kind) = (m & 0xffff_ffff, (m >> 32) as u32);
+        let corrupt = |reason, value| Corruption {
+            position: c,
+            reason,
+            value,
+        };
+        match kind {
+            KIND_MESSAGE => {
+                if len > self.d.max_message {
+                    return Err(corrupt("length exceeds the maximum message size", len));
+                }
+                let rec = record_size(len);
+                if rec > room {
+                    return Err(corrupt("record crosses the end of the ring", len));
+                }
+                Ok(Parsed::Message {
+                    len,
+                    end: self.d.skip_short(c + rec),
+                })
+            }
+            // A producer pads only when the largest record would not fit.
+            KIND_PADDING if room < self.d.max_record => Ok(Parsed::Padding { end: c + room }),
+            _ => Err(corrupt("invalid record kind", u64::from(kind))),
+        }
+    }
+
+    /// The next record, if it is published (lossless consumers).
+    #[inline]
+    pub(crate) fn poll(&mut self) -> Result<Option<Record>, RecvTimeoutError> {
+        debug_assert!(self.mode != Mode::Lossy);
+        // Evicted consumers must not read: the producer no longer respects our cursor.
+        // Relaxed: our own slot; the producer's CAS is the only other writer.
+        if self.region.slot(self.slot).state.load(Relaxed) != self.state {
+            return Err(RecvTimeoutError::Evicted);
+        }
+        // At most two rounds: a skip or a padding record moves the cursor to the start of
+        // the next lap, where neither can occur again.
+        for _ in 0..2 {
+            let c = self.cursor;
+            let idx = c & self.d.mask;
+            let room = self.d.cap - idx;
+            if room < HDR {
+                self.cursor = c + room;
+                continue;
+            }
+            // Acquire pairs with the producer's Release stamp store in `writer.rs`
+            // `publish_stamps`.
+            let stamp = self.region.word(idx).load(Acquire);
+            if stamp != c {
+                return self.not_published(c, stamp);
+            }
+            match self.parse(c, idx).map_err(RecvTimeoutError::Corrupt)? {
+                Parsed::Message { len, end } => {
+                    // Relaxed: ordered by the stamp load.
+                    let seq = self.region.word(idx + 8).load(Relaxed);
+                    let rec = Record {
+                        pos: c,
+                        idx: idx + HDR,
+                        len: len as usize,
+                        seq,
+                        end,
+                    };
+                    if self.mode == Mode::Copy {
+                        self.copy_validated(&rec)?;
+                    }
+                    return Ok(Some(rec));
+                }
+                Parsed::Padding { end } => self.cursor = end,
+            }
+        }
+        Ok(None)
+    }
+
+    /// `Mode::Copy`: copy `rec` out and check that the producer did not overwrite it
+    /// meanwhile, which it can only do after evicting us.
+    fn copy_validated(&mut self, rec: &Record) -> Result<(), RecvTimeoutError> {
+        self.copy.resize(rec.len, 0);
+        self.region.copy_out_atomic(rec.idx, &mut self.copy);
+        // Seqlock validation: pairs with the fence after the claim store in `gate.rs`
+        // `refresh` (had any byte we copied been overwritten, we see the claim that
+        // allowed it). Acquire on the claim load: then its eviction, which came first,
+        // is visible too.
+        fence(Acquire);
+        if self.region.header().producer.claim.load(Acquire) > rec.pos + self.d.cap {
+            // Relaxed: ordered by the Acquire claim load.
+            return Err(
+                if self.region.slot(self.slot).state.load(Relaxed) != self.state {
+                    RecvTimeoutError::Evicted
+                } else {
+                    RecvTimeoutError::Corrupt(Corruption {
+                        position: rec.pos,
+                        reason: "the producer overwrote a record this consumer had not released",
+                        value: rec.seq,
+                    })
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The stamp at our cursor `c` is not `c`. Normally the record is just not published
+    /// yet; a later lap's position means the producer overran a record we never released,
+    /// which only eviction (or a peer corrupting the slot table) can cause: say so rather
+    /// than wait for ever.
+    #[cold]
+    fn not_published(&self, c: u64, stamp: u64) -> Result<Option<Record>, RecvTimeoutError> {
+        if stamp > c && stamp <= MAX_POSITION && (stamp - c) % self.d.cap == 0 {
+            // Relaxed: our own slot (see `poll`).
+            if self.region.slot(self.slot).state.load(Relaxed) != self.state {
+                return Err(RecvTimeoutError::Evicted);
+            }
+            return Err(RecvTimeoutError::Corrupt(Corruption {
+                position: c,
+                reason: "the producer overwrote a record this consumer had not released",
+                value: stamp,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// The payload of `rec`, the record this consumer holds (made by its last `poll`).
+    ///
+    /// # Panics
+    /// If `rec` is not the record at this consumer's cursor (an internal invariant).
+    #[cfg(not(shmcast_loom))]
+    pub(crate) fn payload(&self, rec: &Record) -> &[u8] {
+        assert_eq!(rec.pos, self.cursor, "not the record this consumer holds");
+        if self.mode == Mode::Copy {
+            return &self.copy[..rec.len];
+        }
+        // SAFETY: `poll` validated that `len` bytes at `idx` lie inside the ring. The record
+        // is at our cursor, at or above the cursor we published, so the producer (in any
+        // process), gated by it, does not write it until we release it, which needs `&mut
+        // self`: a live `InPlace` consumer is never evicted (the producer evicts live slots
+        // only if they registered as evictable, or if a peer corrupted the slot table,
+        // outside the protocol).
+        unsafe { self.region.payload(rec.idx, rec.len) }
+    }
+
+    /// Copy the payload of `rec` (the record this consumer holds) into `dst`.
+    pub(crate) fn copy_payload(&self, rec: &Record, dst: &mut [u8]) {
+        assert_eq!(rec.pos, self.cursor, "not the record this consumer holds");
+        assert_eq!(dst.len(), rec.len);
+        if self.mode == Mode::Copy {
+            dst.copy_from_slice(&self.copy[..rec.len]);
+            return;
+        }
+        // SAFETY: as in `payload`: in bounds, and not written until we release it.
+        unsafe { self.region.copy_out(rec.idx, dst) }
+    }
+
+    /// Release `rec` (the record just read): the producer may overwrite it once the cursor
+    /// is published (every eighth of the ring, or when we run dry).
+    #[inline]
+    pub(crate) fn release(&mut self, rec: Record) {
+        self.release_quiet(rec);
+        if self.cursor - self.published >= self.publish_every {
+            self.publish();
+        }
+    }
+
+    /// Release without publishing (a batch publishes once, at its end).
+    #[inline]
+    fn release_quiet(&mut self, rec: Record) {
+        debug_assert_eq!(rec.pos, self.cursor);
+        self.cursor = rec.end;
+        self.stats.messages += 1;
+    }
+
+    /// Make our cursor visible to the producer, and wake it if it sleeps for space.
+    pub(crate) fn publish(&mut self) {
+        if self.mode == Mode::Lossy || self.published == self.cursor {
+            return;
+        }
+        // Release pairs with the producer's Acquire cursor load in `gate.rs` `scan_gate`:
+        // our reads of every record below the cursor happen-before it overwrites them.
+        self.region
+            .slot(self.slot)
+            .cursor
+            .store(self.cursor, Release);
+        self.published = self.cursor;
+        if super::eventcount::notify(&self.region, &self.region.header().space) {
+            self.stats.wake_syscalls += 1;
+        }
+    }
+
+    /// Called when polling found nothing: publish our progress, then tell whether the
+    /// stream ended (closed, producer dead, or we were evicted), or is stuck on corruption.
+    /// `force_probe` probes the producer's liveness lock now instead of at the rate limit.
+    pub(super) fn check_ended(
+        &mut self,
+        force_probe: bool,
+    ) -> Result<Option<Ended>, RecvTimeoutError> {
+        self.publish();
+        // Relaxed: our own slot (see `poll`).
+        if self.region.slot(self.slot).state.load(Relaxed) != self.state {
+            return Ok(Some(Ended::Evicted));
+        }
+        let probing = self.probe_due(force_probe);
+        if probing {
+            self.check_stuck()?;
+        }
+        let control = &self.region.header().control;
+        // Acquire pairs with the producer's Release state stores (`takeover.rs`, `writer.rs`
+        // `close`). CLOSED counts only once the producer lock is free: a consumer could have
+        // written it (and a closing producer frees the lock before waking anyone).
+        if control.state.load(Acquire) == PRODUCER_CLOSED
+            && !self.region.held_by_other(LockId::Producer)
+        {
+            self.check_stuck()?;
+            return Ok(Some(Ended::Closed));
+        }
+        if probing && !self.region.held_by_other(LockId::Producer) {
+            self.check_stuck()?;
+            // Closed between our load and the probe? (Acquire: as above.)
+            if control.state.load(Acquire) == PRODUCER_CLOSED {
+                return Ok(Some(Ended::Closed));
+            }
+            return Ok(Some(Ended::Died));
+        }
+        Ok(None)
+    }
+
+    /// Corruption that would otherwise stall us silently: the producer's published tail is
+    /// past our cursor, so a record must be there, but its stamp is not published (a stamp
+    /// from an earlier lap, zero, an unpublished-looking stamp, garbage). A tail no producer
+    /// can have stored (more than a ring ahead of what we released: it would have
+    /// overwritten it) says nothing about our record: a peer scribbled the header, and the
+    /// producer's next commit overwrites it.
+    fn check_stuck(&self) -> Result<(), RecvTimeoutError> {
+        let c = self.d.skip_short(self.cursor);
+        // Acquire pairs with the Release tail store in `writer.rs` `store_tail`: every stamp
+        // below this tail is visible.
+        let tail = self.region.header().producer.tail.load(Acquire);
+        let released = match self.mode {
+            Mode::Lossy => c,
+            _ => self.published,
+        };
+        if tail <= c || tail > released.saturating_add(self.d.cap) {
+            return Ok(());
+        }
+        // Relaxed: ordered by the Acquire tail load.
+        let stamp = self.region.word(c & self.d.mask).load(Relaxed);
+        if stamp == c {
+            return Ok(());
+        }
+        if self.mode == Mode::Lossy {
+            // Overwritten since (we were lapped): the lossy poll recovers. Seqlock: pairs
+            // with the fence after the claim store in `gate.rs` `refresh`.
+            fence(Acquire);
+            if self.lapped(c) {
+                return Ok(());
+            }
+        }
+        Err(RecvTimeoutError::Corrupt(Corruption {
+            position: c,
+            reason: "the producer's published tail is past this position, but no record is \
+                     published here",
+            value: stamp,
+        }))
+    }
+
+    fn probe_due(&mut self, force: bool) -> bool {
+        self.empty_polls = self.empty_polls.wrapping_add(1);
+        if !force && !cfg!(shmcast_loom) && self.empty_polls % 256 != 0 {
+            return false;
+        }
+        self.probe.due(PROBE_INTERVAL, force)
+    }
+
+    /// Is a record published at the cursor, or have we been lapped? (A cheap re-check for
+    /// sleepers.)
+    pub(super) fn ready(&self) -> bool {
+        let c = self.d.skip_short(self.cursor);
+        // Relaxed: only a hint; the poll that follows loads with Acquire.
+        self.region.word(c & self.d.mask).load(Relaxed) == c
+            || (self.mode == Mode::Lossy && self.lapped(c))
+    }
+
+    /// Poll with `poll` until it yields, waiting according to `policy` until `deadline`.
+    /// When the stream has ended, everything published before the end is still delivered
+    /// (one more poll after the end is seen).
+    pub(super) fn wait_for<T>(
+        &mut self,
+        policy: WaitPolicy,
+        deadline: Option<Instant>,
+        mut poll: impl FnMut(&mut Self) -> Result<Option<T>, RecvTimeoutError>,
+    ) -> Result<T, RecvTimeoutError> {
+        let mut n = 0u32;
+        let mut force_probe = false;
+        loop {
+            if let Some(r) = poll(self)? {
+                return Ok(r);
+            }
+            if let Some(ended) = self.check_ended(force_probe)? {
+                if ended != Ended::Evicted {
+                    if let Some(r) = poll(self)? {
+                        return Ok(r);
+                    }
+                }
+                return Err(ended.into());
+            }
+            force_probe = false;
+            let remaining = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(r) if !r.is_zero() => Some(r),
+                    _ => return Err(RecvTimeoutError::Timeout),
+                },
+                None => None,
+            };
+            match policy.step(n) {
+                Step::Spin => crate::sync::spin_loop(),
+                Step::Yield => crate::sync::yield_now(),
+                Step::Sleep => force_probe = self.sleep(remaining) == Wake::TimedOut,
+            }
+            n = n.saturating_add(1);
+        }
+    }
+
+    /// One non-blocking poll with end-of-stream detection: after the end is seen, one more
+    /// poll delivers anything published before it.
+    pub(super) fn try_poll<T>(
+        &mut self,
+        mut poll: impl FnMut(&mut Self) -> Result<Option<T>, RecvTimeoutError>,
+    ) -> Result<Option<T>, TryRecvError> {
+        if let Some(v) = poll(self)? {
+            return Ok(Some(v));
+        }
+        let Some(ended) = self.check_ended(false)? else {
+            return Ok(None);
+        };
+        if ended != Ended::Evicted {
+            if let Some(v) = poll(self)? {
+                return Ok(Some(v));
+            }
+        }
+        Err(RecvTimeoutError::from(ended).into())
+    }
+
+    /// The next record if one is published now (lossless consumers).
+    pub(crate) fn try_recv(&mut self) -> Result<Option<Record>, TryRecvError> {
+        self.try_poll(Self::poll)
+    }
+
+    /// Wait for the next record (lossless consumers).
+    pub(crate) fn recv(
+        &mut self,
+        policy: WaitPolicy,
+        deadline: Option<Instant>,
+    ) -> Result<Record, RecvTimeoutError> {
+        self.wait_for(policy, deadline, Self::poll)
+    }
+
+    /// Hand every record available now, from `first` on and up to `max` in all, to
+    /// `f(seq, bytes)`, then release them with one cursor store. Returns how many. An error
+    /// met after the first record ends the batch; the next call reports it.
+    pub(crate) fn drain(
+        &mut self,
+        first: Record,
+        max: usize,
+        f: &mut impl FnMut(u64, &[u8]),
+    ) -> usize {
+        let mut rec = first;
+        let mut n = 0;
+        loop {
+            self.visit(&rec, f);
+            self.release_quiet(rec);
+            n += 1;
+            if n == max {
+                break;
+            }
+            match self.poll() {
+                Ok(Some(next)) => rec = next,
+                _ => break,
+            }
+        }
+        self.publish();
+        n
+    }
+
+    #[cfg(not(shmcast_loom))]
+    fn visit(&self, rec: &Record, f: &mut impl FnMut(u64, &[u8])) {
+        f(rec.seq, self.payload(rec));
+    }
+
+    /// Under loom the payload cells cannot be borrowed as a slice: copy (loom checks the
+    /// copy against the producer's writes).
+    #[cfg(shmcast_loom)]
+    fn visit(&self, rec: &Record, f: &mut impl FnMut(u64, &[u8])) {
+        let mut bytes = vec![0; rec.len];
+        self.copy_payload(rec, &mut bytes);
+        f(rec.seq, &bytes);
+    }
+}

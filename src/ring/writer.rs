@@ -1,0 +1,479 @@
+//! Publication: the producer's side of a ring. A message is planned at the tail, written,
+//! and published by its own header's stamp (see the module docs of [`crate::ring`]).
+//!
+//! Every public send operation is one function here: [`RingProducer::try_send`],
+//! [`RingProducer::send`], [`RingProducer::try_reserve`] / [`RingProducer::reserve`] with
+//! [`RingProducer::reserved`] and [`RingProducer::commit`], [`RingProducer::send_batch`] and
+//! [`RingProducer::close`]. Gating (how far the producer may write) is in `gate.rs`,
+//! attaching in `takeover.rs`, waking in `eventcount.rs`.
+
+use super::{eventcount, Dims, Probe, CHECKPOINTS, HDR};
+use crate::error::{SendTimeoutError, TrySendError};
+use crate::layout::{
+    record_size, unpublished, KIND_MESSAGE, KIND_PADDING, MAX_POSITION, PRODUCER_CLOSED,
+};
+use crate::region::{LockId, Region};
+use crate::sync::atomic::Ordering::*;
+use crate::wait::{Step, WaitPolicy};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The meta word of a record: payload length (low half) and kind (high half).
+#[inline]
+pub(super) fn meta(len: u64, kind: u32) -> u64 {
+    len | (u64::from(kind) << 32)
+}
+
+/// A planned record: where its padding (if any), header and payload go. Made only by
+/// [`RingProducer::try_reserve`] (and so always current: one reservation at a time, at the
+/// producer's tail), consumed by [`RingProducer::commit`]; neither `Clone` nor `Copy`.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    /// The producer's tail when planned (where the padding record goes, if any).
+    start: u64,
+    /// The record's stream position.
+    pos: u64,
+    /// Payload length.
+    len: u64,
+    /// Position of the record after this one.
+    next: u64,
+    /// A padding record fills `start..pos`.
+    pad: bool,
+}
+
+impl Reservation {
+    /// Payload length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// One past the last byte this reservation writes (the next record's stamp word).
+    #[inline]
+    pub(super) fn write_end(&self) -> u64 {
+        self.next + 8
+    }
+}
+
+/// The producer side of a ring.
+pub(crate) struct RingProducer {
+    pub(super) region: Arc<Region>,
+    pub(super) d: Dims,
+    pub(super) max_consumers: u32,
+    /// Claims grow by this much (an eighth of the ring) at a time.
+    pub(super) claim_chunk: u64,
+    /// `log2(claim_chunk)`.
+    pub(super) chunk_shift: u32,
+    /// Position of the next record: the end of everything written.
+    pub(super) tail: u64,
+    /// The end of what consumers can see (the tail last stored in the header). The gate
+    /// never passes it: a batch must not lap its own first, still unpublished, record.
+    pub(super) published: u64,
+    /// Sequence number of the next message.
+    pub(super) next_seq: u64,
+    /// Writes below `limit` need no rescan.
+    pub(super) limit: u64,
+    /// The claim last published.
+    pub(super) claim: u64,
+    /// The first record position of each of the last `CHECKPOINTS` claim chunks written
+    /// (a private ring indexed by chunk number): where `head` can point when the claim
+    /// moves, without walking records on the hot path.
+    pub(super) checkpoints: [u64; CHECKPOINTS],
+    /// Chunk number of the last checkpoint taken.
+    pub(super) last_chunk: u64,
+    pub(super) probe: Probe,
+    /// Opt-in: evict a live, evictable consumer that gates us for this long.
+    pub(super) evict_after: Option<Duration>,
+    /// Since when each slot (by index) has been gating us, for `evict_after`.
+    pub(super) gated_since: Vec<Option<(u32, Instant)>>,
+    /// Heap rings: a reservation is written here, then copied in with atomic stores by
+    /// `commit` (lossy readers in this process may load the ring's words meanwhile). Words,
+    /// so the bytes are 8-aligned as ring payloads are.
+    staging: Vec<u64>,
+    pub(crate) stats: super::ProducerStats,
+}
+
+impl std::fmt::Debug for RingProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingProducer")
+            .field("tail", &self.tail)
+            .field("next_seq", &self.next_seq)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl RingProducer {
+    /// A producer at `tail` / `next_seq` with everything else fresh (see `takeover.rs`).
+    pub(super) fn new(region: Arc<Region>, tail: u64, next_seq: u64, claim: u64) -> RingProducer {
+        let d = Dims::of(&region);
+        let chunk = d.cap / 8;
+        RingProducer {
+            max_consumers: region.geometry().max_consumers,
+            region,
+            d,
+            claim_chunk: chunk,
+            chunk_shift: chunk.trailing_zeros(),
+            tail,
+            published: tail,
+            next_seq,
+            limit: 0,
+            claim,
+            checkpoints: [u64::MAX; CHECKPOINTS],
+            last_chunk: u64::MAX,
+            probe: Probe::default(),
+            evict_after: None,
+            gated_since: Vec::new(),
+            staging: Vec::new(),
+            stats: super::ProducerStats::default(),
+        }
+    }
+
+    pub(crate) fn region(&self) -> &Arc<Region> {
+        &self.region
+    }
+
+    pub(crate) fn max_message(&self) -> usize {
+        self.d.max_message as usize
+    }
+
+    /// Sequence number of the next message.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Plan a record of `len` bytes at the tail.
+    #[inline]
+    fn plan(&self, len: usize) -> Result<Reservation, TrySendError> {
+        let len64 = len as u64;
+        if len64 > self.d.max_message {
+            return Err(TrySendError::TooLarge {
+                len,
+                max: self.max_message(),
+            });
+        }
+        let rec = record_size(len64);
+        let start = self.tail;
+        let room = self.d.cap - (start & self.d.mask);
+        let (pos, pad) = if room >= rec {
+            (start, false)
+        } else {
+            (start + room, true)
+        };
+        let res = Reservation {
+            start,
+            pos,
+            len: len64,
+            next: self.d.skip_short(pos + rec),
+            pad,
+        };
+        // Positions stay below MAX_POSITION (they carry across takeovers): refuse at the
+        // ceiling rather than let them overflow into the unpublished-stamp bit.
+        if res.write_end() > MAX_POSITION {
+            return Err(TrySendError::Exhausted);
+        }
+        Ok(res)
+    }
+
+    /// Where a `len`-byte message planned now would end its writes.
+    pub(super) fn plan_end(&self, len: usize) -> Result<u64, TrySendError> {
+        self.plan(len).map(|r| r.write_end())
+    }
+
+    /// Reserve space for a `len`-byte message without waiting.
+    #[inline]
+    pub(crate) fn try_reserve(&mut self, len: usize) -> Result<Reservation, TrySendError> {
+        let res = self.plan(len)?;
+        let end = res.write_end();
+        if end > self.limit && !self.refresh(end) {
+            return Err(TrySendError::Full);
+        }
+        Ok(res)
+    }
+
+    /// Reserve for a caller that fills the bytes itself ([`Self::reserved_mut`]): in a heap
+    /// ring, size the staging buffer.
+    fn stage(&mut self, res: Reservation) -> Reservation {
+        if self.region.is_heap() {
+            let words = res.len().div_ceil(8);
+            if self.staging.len() < words {
+                self.staging.resize(words, 0);
+            }
+        }
+        res
+    }
+
+    /// [`Self::try_reserve`], for a caller that fills the bytes itself.
+    pub(crate) fn try_reserve_staged(&mut self, len: usize) -> Result<Reservation, TrySendError> {
+        self.try_reserve(len).map(|r| self.stage(r))
+    }
+
+    /// [`Self::reserve`], for a caller that fills the bytes itself.
+    pub(crate) fn reserve_staged(
+        &mut self,
+        len: usize,
+        policy: WaitPolicy,
+        deadline: Option<Instant>,
+    ) -> Result<Reservation, SendTimeoutError> {
+        self.reserve(len, policy, deadline).map(|r| self.stage(r))
+    }
+
+    /// Reserve space, waiting according to `policy` until `deadline`.
+    pub(crate) fn reserve(
+        &mut self,
+        len: usize,
+        policy: WaitPolicy,
+        deadline: Option<Instant>,
+    ) -> Result<Reservation, SendTimeoutError> {
+        let mut n = 0u32;
+        loop {
+            match self.try_reserve(len) {
+                Ok(r) => return Ok(r),
+                Err(TrySendError::Full) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if n == 0 {
+                self.stats.full_waits += 1;
+            }
+            let remaining = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(r) if !r.is_zero() => Some(r),
+                    _ => return Err(SendTimeoutError::Timeout),
+                },
+                None => None,
+            };
+            match policy.step(n) {
+                Step::Spin => crate::sync::spin_loop(),
+                Step::Yield => crate::sync::yield_now(),
+                Step::Sleep => self.sleep_for_space(len, remaining),
+            }
+            n = n.saturating_add(1);
+        }
+    }
+
+    /// The bytes of the current reservation `res`, to fill before [`Self::commit`]: in place
+    /// in a mapped segment, a private 8-aligned staging buffer in a heap ring (sized by
+    /// `try_reserve`).
+    ///
+    /// # Panics
+    /// If `res` is not the current reservation (an internal invariant: a `Reservation` is
+    /// made only at the tail and consumed by `commit`).
+    pub(crate) fn reserved(&self, res: &Reservation) -> &[u8] {
+        assert_eq!(res.start, self.tail, "a stale reservation");
+        #[cfg(not(shmcast_loom))]
+        if !self.region.is_heap() {
+            // SAFETY: as in `reserved_mut`; a shared borrow of `self` keeps `reserved_mut`
+            // and `commit` away for its lifetime.
+            return unsafe {
+                self.region
+                    .payload((res.pos + HDR) & self.d.mask, res.len())
+            };
+        }
+        &bytemuck::cast_slice(&self.staging)[..res.len()]
+    }
+
+    /// [`Self::reserved`], writable.
+    ///
+    /// # Panics
+    /// As [`Self::reserved`].
+    pub(crate) fn reserved_mut(&mut self, res: &Reservation) -> &mut [u8] {
+        assert_eq!(res.start, self.tail, "a stale reservation");
+        #[cfg(not(shmcast_loom))]
+        if !self.region.is_heap() {
+            let idx = (res.pos + HDR) & self.d.mask;
+            // SAFETY: a mapped region. `res` is the current reservation (checked above), so
+            // `len` bytes at `idx` lie inside the ring (no record crosses its end), the gate
+            // keeps them clear of every unreleased record of every lossless consumer, and no
+            // consumer reads them before `commit` publishes them; `&mut self` makes this the
+            // only reference in this process. Lossy readers in other processes (or through
+            // other mappings) validate what they copy and discard it if we wrote meanwhile.
+            return unsafe { self.region.payload_mut(idx, res.len()) };
+        }
+        &mut bytemuck::cast_slice_mut(&mut self.staging)[..res.len()]
+    }
+
+    /// Publish the current reservation `res` (whose bytes [`Self::reserved`] gave out),
+    /// then wake sleeping consumers if there are any.
+    pub(crate) fn commit(&mut self, res: Reservation) {
+        assert_eq!(res.start, self.tail, "a stale reservation");
+        if self.region.is_heap() && res.len != 0 {
+            let idx = (res.pos + HDR) & self.d.mask;
+            let staged: &[u8] = bytemuck::cast_slice(&self.staging);
+            // SAFETY: `res` is the current reservation: in bounds, exclusive (see
+            // `reserved_mut`). Heap rings copy in with atomic stores.
+            unsafe { self.region.copy_in(idx, &staged[..res.len()]) };
+        }
+        self.write_record(&res, true);
+        self.store_tail();
+        self.wake_consumers();
+    }
+
+    /// Copy `msg` into the current reservation and commit it.
+    #[inline]
+    fn write_commit(&mut self, res: Reservation, msg: &[u8]) {
+        debug_assert_eq!(res.len(), msg.len());
+        let idx = (res.pos + HDR) & self.d.mask;
+        // SAFETY: `res` was just reserved for exactly `msg.len()` bytes: in bounds (no
+        // record crosses the ring's end) and exclusive (gated clear of every unreleased
+        // record, unpublished until `write_record` below).
+        unsafe { self.region.copy_in(idx, msg) };
+        self.write_record(&res, true);
+        self.store_tail();
+        self.wake_consumers();
+    }
+
+    /// Send `msg` if there is room now.
+    #[inline]
+    pub(crate) fn try_send(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
+        let res = self.try_reserve(msg.len())?;
+        self.write_commit(res, msg);
+        Ok(())
+    }
+
+    /// Send `msg`, waiting for room according to `policy` until `deadline`.
+    pub(crate) fn send(
+        &mut self,
+        msg: &[u8],
+        policy: WaitPolicy,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError> {
+        let res = self.reserve(msg.len(), policy, deadline)?;
+        self.write_commit(res, msg);
+        Ok(())
+    }
+
+    /// Write `res`'s header, the padding before it and the unpublished stamp after it, and
+    /// advance the private tail. With `publish`, also store its stamps (publication);
+    /// without, the caller publishes it later with [`Self::publish_stamps`].
+    #[inline]
+    fn write_record(&mut self, res: &Reservation, publish: bool) {
+        let r = &*self.region;
+        let idx = res.pos & self.d.mask;
+        // Relaxed (seq, meta, stamp ahead, padding header): published by the Release stamp
+        // store in `publish_stamps`, which orders them before it.
+        r.word(idx + 8).store(self.next_seq, Relaxed);
+        r.word(idx + 16).store(meta(res.len, KIND_MESSAGE), Relaxed);
+        // The next record's stamp word may hold payload bytes from an earlier lap; make
+        // sure it cannot match the next position before that record is published (and tell
+        // lossy readers which sequence number comes next).
+        r.word(res.next)
+            .store(unpublished(self.next_seq.wrapping_add(1)), Relaxed);
+        if res.pad {
+            let p = res.start & self.d.mask;
+            r.word(p + 8).store(self.next_seq, Relaxed);
+            r.word(p + 16).store(meta(0, KIND_PADDING), Relaxed);
+        }
+        if publish {
+            self.publish_stamps(res);
+        }
+        let chunk = res.pos >> self.chunk_shift;
+        if chunk != self.last_chunk {
+            self.last_chunk = chunk;
+            self.checkpoints[chunk as usize % CHECKPOINTS] = res.pos;
+        }
+        self.tail = res.next;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.stats.messages += 1;
+    }
+
+    /// Publication. Release pairs with the consumers' Acquire stamp loads (`cursor.rs`
+    /// `poll`, `lossy.rs` `poll_lossy`, `attach.rs`): the payload, seq, meta and the
+    /// unpublished stamp ahead (and, for the first record of a batch, every later record of
+    /// the batch) are visible to whoever sees the stamp.
+    #[inline]
+    fn publish_stamps(&self, res: &Reservation) {
+        let r = &*self.region;
+        if res.pad {
+            r.word(res.start).store(res.start, Release);
+        }
+        r.word(res.pos).store(res.pos, Release);
+    }
+
+    /// Store the committed end for attaching consumers, monitors and a future takeover.
+    #[inline]
+    fn store_tail(&mut self) {
+        let h = self.region.header();
+        // Release pairs with the Acquire tail / next_seq loads of attaching consumers
+        // (`attach.rs`), of the end-of-stream check (`cursor.rs` `check_stuck`) and of a
+        // takeover (`takeover.rs`): whoever sees this tail sees every stamp below it.
+        h.producer.tail.store(self.tail, Release);
+        h.producer.next_seq.store(self.next_seq, Release);
+        self.published = self.tail;
+    }
+
+    /// Send the messages `msgs` (lengths checked by the caller) in batches: as many records
+    /// as fit are written, then published by one release (the first record's stamp), one
+    /// tail store and one wake-up decision; if the ring fills, wait for space per `policy`
+    /// and go on. The gate never passes the batch's first record (it is not published, see
+    /// `gate.rs`), so a batch never laps itself.
+    pub(crate) fn send_batch<M: AsRef<[u8]>>(
+        &mut self,
+        msgs: &[M],
+        policy: WaitPolicy,
+    ) -> Result<(), SendTimeoutError> {
+        let mut i = 0;
+        while i < msgs.len() {
+            let first = self.reserve(msgs[i].as_ref().len(), policy, None)?;
+            self.write_batched(&first, msgs[i].as_ref(), false);
+            i += 1;
+            let mut refused = None;
+            while i < msgs.len() {
+                match self.try_reserve(msgs[i].as_ref().len()) {
+                    Ok(res) => {
+                        self.write_batched(&res, msgs[i].as_ref(), true);
+                        i += 1;
+                    }
+                    Err(TrySendError::Full) => break,
+                    Err(e) => {
+                        refused = Some(e);
+                        break;
+                    }
+                }
+            }
+            self.publish_stamps(&first);
+            self.store_tail();
+            self.wake_consumers();
+            if let Some(e) = refused {
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Copy one message of a batch in and write its record (`publish`: store its stamp, which
+    /// no consumer reaches before the batch's first stamp is stored).
+    fn write_batched(&mut self, res: &Reservation, msg: &[u8], publish: bool) {
+        let idx = (res.pos + HDR) & self.d.mask;
+        // SAFETY: `res` was just reserved for exactly `msg.len()` bytes (in bounds,
+        // exclusive: gated and unpublished until the batch's first stamp is stored).
+        unsafe { self.region.copy_in(idx, msg) };
+        self.write_record(res, publish);
+    }
+
+    /// Wake sleeping consumers if there are any (no syscall otherwise).
+    #[inline]
+    fn wake_consumers(&mut self) {
+        if eventcount::notify(&self.region, &self.region.header().data) {
+            self.stats.wake_syscalls += 1;
+        }
+    }
+
+    /// Die without closing, as a killed process does: only the producer lock goes (the
+    /// kernel drops it).
+    #[cfg(shmcast_loom)]
+    pub(crate) fn die(self) {
+        self.region.unlock(LockId::Producer);
+    }
+
+    /// Close the stream: consumers drain what was published, then see `Disconnected`.
+    pub(crate) fn close(&mut self) {
+        let h = self.region.header();
+        // Release pairs with the consumers' Acquire state loads (`cursor.rs`
+        // `check_ended`): everything published before is visible to a consumer that sees
+        // CLOSED.
+        h.control.state.store(PRODUCER_CLOSED, Release);
+        // Consumers believe CLOSED only once the producer lock is free (any consumer could
+        // write the state word), so release it before waking them.
+        self.region.unlock(LockId::Producer);
+        eventcount::wake_all(&self.region, &h.data);
+    }
+}
