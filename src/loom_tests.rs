@@ -635,7 +635,7 @@ fn a_lossy_consumer_attaching_while_the_producer_laps_counts_exactly() {
 /// `published`, not from the private tail).
 #[test]
 fn a_batch_never_laps_itself() {
-    model("8 batch vs itself", DEEP, || {
+    model("8 batch vs itself", NORMAL, || {
         let ring = ring(1);
         let mut p = producer(&ring);
         let mut c = lossy(&ring, StartAt::Next);
