@@ -30,7 +30,7 @@ use shmcast::{
 };
 use std::ffi::c_int;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -178,24 +178,38 @@ impl Deadline {
 // ---------------------------------------------------------------------------------------
 // Input buffers: anything with the buffer protocol.
 
-/// A buffer export of a Python object, released on drop (with the GIL: this type is not
-/// `Send`, so it cannot enter a `detach` closure).
-struct InBuf(Box<ffi::Py_buffer>);
+/// A buffer export of a Python object (see [`with_buffer`]).
+struct InBuf<'a>(&'a ffi::Py_buffer);
 
-impl InBuf {
-    fn get(obj: &Bound<'_, PyAny>) -> PyResult<InBuf> {
-        // SAFETY: `Py_buffer` is a plain C struct for which all-zeros is a valid "empty"
-        // value; boxed because exporters may point `shape`/`strides` into it.
-        let mut view: Box<ffi::Py_buffer> = Box::new(unsafe { std::mem::zeroed() });
-        // SAFETY: `obj` is a live object (we hold the GIL through `Bound`); `view` is
-        // writable. On success we own one export, released in `Drop`.
-        let rc = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_FULL_RO) };
-        if rc != 0 {
-            return Err(PyErr::fetch(obj.py()));
+/// Run `f` on a buffer export of `obj` (any layout; read-only is enough), released after.
+/// The `Py_buffer` lives in this frame and is never moved while exported (exporters may
+/// point its `shape`/`strides` into it), and it is released with the GIL held.
+fn with_buffer<R>(
+    obj: &Bound<'_, PyAny>,
+    f: impl FnOnce(&InBuf<'_>) -> PyResult<R>,
+) -> PyResult<R> {
+    struct Release(*mut ffi::Py_buffer);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            // SAFETY: releases the export taken below, in the same frame, after `f` returned
+            // (attached: `with_buffer` runs with the GIL held, and `f` reattaches before it
+            // returns; the `Py_buffer` cannot leave into a detached closure, it is not `Sync`).
+            unsafe { ffi::PyBuffer_Release(self.0) };
         }
-        Ok(InBuf(view))
     }
+    let mut view = std::mem::MaybeUninit::<ffi::Py_buffer>::zeroed();
+    // SAFETY: `obj` is a live object and the GIL is held (`Bound`); `view` is writable.
+    let rc =
+        unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), view.as_mut_ptr(), ffi::PyBUF_FULL_RO) };
+    if rc != 0 {
+        return Err(PyErr::fetch(obj.py()));
+    }
+    let _release = Release(view.as_mut_ptr());
+    // SAFETY: `PyObject_GetBuffer` filled it.
+    f(&InBuf(unsafe { &*view.as_ptr() }))
+}
 
+impl InBuf<'_> {
     fn len(&self) -> usize {
         self.0.len as usize
     }
@@ -203,7 +217,7 @@ impl InBuf {
     /// The bytes, if the buffer is one C-contiguous block.
     fn contiguous(&self) -> Option<&[u8]> {
         // SAFETY: a filled `Py_buffer`.
-        if unsafe { ffi::PyBuffer_IsContiguous(&*self.0, b'C' as _) } == 0 {
+        if unsafe { ffi::PyBuffer_IsContiguous(self.0, b'C' as _) } == 0 {
             return None;
         }
         if self.len() == 0 || self.0.buf.is_null() {
@@ -215,7 +229,7 @@ impl InBuf {
     }
 
     /// A copy of the bytes in C order (any layout).
-    fn to_vec(&self) -> PyResult<Vec<u8>> {
+    fn to_vec(&self, py: Python<'_>) -> PyResult<Vec<u8>> {
         if let Some(bytes) = self.contiguous() {
             return Ok(bytes.to_vec());
         }
@@ -223,22 +237,14 @@ impl InBuf {
         let mut v = Vec::<u8>::with_capacity(len);
         // SAFETY: `v` has room for `len` bytes, the size of the export.
         let rc = unsafe {
-            ffi::PyBuffer_ToContiguous(v.as_mut_ptr().cast(), &*self.0, len as isize, b'C' as _)
+            ffi::PyBuffer_ToContiguous(v.as_mut_ptr().cast(), self.0, len as isize, b'C' as _)
         };
         if rc != 0 {
-            // SAFETY: the GIL is held (this type is only used attached).
-            return Err(PyErr::fetch(unsafe { Python::assume_attached() }));
+            return Err(PyErr::fetch(py));
         }
         // SAFETY: `PyBuffer_ToContiguous` wrote all `len` bytes.
         unsafe { v.set_len(len) };
         Ok(v)
-    }
-}
-
-impl Drop for InBuf {
-    fn drop(&mut self) {
-        // SAFETY: releases the export taken in `get`; the GIL is held (not `Send`).
-        unsafe { ffi::PyBuffer_Release(&mut *self.0) };
     }
 }
 
@@ -530,55 +536,56 @@ impl Producer {
     #[pyo3(signature = (data, timeout=None))]
     fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<()> {
         let deadline = Deadline::new(timeout)?;
-        let buf = InBuf::get(data)?;
-        let mut core = self.lock()?;
-        let p = core.idle(py)?;
-        if let Some(bytes) = buf.contiguous() {
-            match p.try_send(bytes) {
+        with_buffer(data, |buf| {
+            let mut core = self.lock()?;
+            let p = core.idle(py)?;
+            if let Some(bytes) = buf.contiguous() {
+                match p.try_send(bytes) {
+                    Ok(()) => return Ok(()),
+                    Err(TrySendError::Full) => {}
+                    Err(e) => return Err(too_large(py, e)),
+                }
+            }
+            // The ring is full (or the buffer is not contiguous): wait with the GIL released,
+            // on a private copy (other threads may write the caller's buffer meanwhile).
+            let msg = buf.to_vec(py)?;
+            match p.try_send(&msg) {
                 Ok(()) => return Ok(()),
                 Err(TrySendError::Full) => {}
                 Err(e) => return Err(too_large(py, e)),
             }
-        }
-        // The ring is full (or the buffer is not contiguous): wait with the GIL released,
-        // on a private copy (other threads may write the caller's buffer meanwhile).
-        let msg = buf.to_vec()?;
-        drop(buf);
-        match p.try_send(&msg) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Full) => {}
-            Err(e) => return Err(too_large(py, e)),
-        }
-        loop {
-            let Some(slice) = deadline.slice() else {
-                return Err(error(py, "Timeout", SendTimeoutError::Timeout.to_string()));
-            };
-            match py.detach(|| p.send_timeout(&msg, slice)) {
-                Ok(()) => return Ok(()),
-                Err(SendTimeoutError::Timeout) => py.check_signals()?,
-                Err(e) => return Err(too_large(py, e)),
+            loop {
+                let Some(slice) = deadline.slice() else {
+                    return Err(error(py, "Timeout", SendTimeoutError::Timeout.to_string()));
+                };
+                match py.detach(|| p.send_timeout(&msg, slice)) {
+                    Ok(()) => return Ok(()),
+                    Err(SendTimeoutError::Timeout) => py.check_signals()?,
+                    Err(e) => return Err(too_large(py, e)),
+                }
             }
-        }
+        })
     }
 
     /// Send if there is room now; ``False`` if the ring is full (nothing sent).
     fn try_send(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let buf = InBuf::get(data)?;
-        let mut core = self.lock()?;
-        let p = core.idle(py)?;
-        let owned;
-        let bytes = match buf.contiguous() {
-            Some(b) => b,
-            None => {
-                owned = buf.to_vec()?;
-                &owned
+        with_buffer(data, |buf| {
+            let mut core = self.lock()?;
+            let p = core.idle(py)?;
+            let owned;
+            let bytes = match buf.contiguous() {
+                Some(b) => b,
+                None => {
+                    owned = buf.to_vec(py)?;
+                    &owned
+                }
+            };
+            match p.try_send(bytes) {
+                Ok(()) => Ok(true),
+                Err(TrySendError::Full) => Ok(false),
+                Err(e) => Err(too_large(py, e)),
             }
-        };
-        match p.try_send(bytes) {
-            Ok(()) => Ok(true),
-            Err(TrySendError::Full) => Ok(false),
-            Err(e) => Err(too_large(py, e)),
-        }
+        })
     }
 
     /// Send several messages with one publication per ring-full; waits while the ring is
@@ -588,7 +595,7 @@ impl Producer {
     fn send_batch(&self, py: Python<'_>, messages: &Bound<'_, PyAny>) -> PyResult<()> {
         let mut owned = Vec::new();
         for m in messages.try_iter()? {
-            owned.push(InBuf::get(&m?)?.to_vec()?);
+            owned.push(with_buffer(&m?, |buf| buf.to_vec(py))?);
         }
         let mut core = self.lock()?;
         let p = core.idle(py)?;
@@ -865,14 +872,14 @@ impl Drop for Reservation {
 // ---------------------------------------------------------------------------------------
 // Consumer and Message.
 
-/// Lifecycle of a received message, shared by the `Message` object and its consumer.
+/// Lifecycle of a `Message` object.
 const LENT: u8 = 0;
-const RELEASE_REQUESTED: u8 = 1;
-const RELEASED: u8 = 2;
+const RELEASED: u8 = 1;
 
+/// The message a lossless consumer holds, and the number of its `Message` object.
 struct Held {
     msg: shmcast::Message<'static>,
-    state: Arc<AtomicU8>,
+    id: u64,
 }
 
 /// A lossless consumer and the message it holds, if any.
@@ -880,6 +887,11 @@ struct Lossless {
     /// Owned (from `Box::leak`); freed in `Drop` after `held`, which borrows it.
     consumer: NonNull<shmcast::Consumer>,
     held: Option<Held>,
+    /// Numbers the held messages (from 1).
+    next_id: u64,
+    /// The id of a message whose `Message` released it while this core was locked (a
+    /// garbage collection inside one of its calls); 0 if none. Shared with `Consumer`.
+    release_requested: Arc<AtomicU64>,
     /// `close` was called while the held message was exported: detach once it is released.
     close_requested: bool,
 }
@@ -889,12 +901,18 @@ struct Lossless {
 unsafe impl Send for Lossless {}
 
 impl Lossless {
+    /// Apply a release a `Message` asked for while the core was locked.
     fn settle(&mut self) {
-        if let Some(h) = &self.held {
-            if h.state.load(Ordering::Relaxed) == RELEASE_REQUESTED {
-                let h = self.held.take().expect("checked");
-                h.state.store(RELEASED, Ordering::Relaxed);
-            }
+        if self.release_requested.load(Ordering::Relaxed) != 0 {
+            let id = self.release_requested.swap(0, Ordering::Relaxed);
+            self.release(id);
+        }
+    }
+
+    /// Hand the held message back to the producer if it is message `id`.
+    fn release(&mut self, id: u64) {
+        if self.held.as_ref().is_some_and(|h| h.id == id) {
+            self.held = None;
         }
     }
 
@@ -927,8 +945,9 @@ impl Lossless {
         };
         self.held = Some(Held {
             msg,
-            state: Arc::new(AtomicU8::new(LENT)),
+            id: self.next_id,
         });
+        self.next_id += 1;
         Ok(())
     }
 }
@@ -963,7 +982,7 @@ enum Got {
         ptr: *const u8,
         len: usize,
         seq: u64,
-        state: Arc<AtomicU8>,
+        id: u64,
     },
     Copy(Vec<u8>, u64),
 }
@@ -979,7 +998,7 @@ impl ConsumerCore {
                     ptr: h.msg.as_ptr(),
                     len: h.msg.len(),
                     seq: h.msg.seq(),
-                    state: Arc::clone(&h.state),
+                    id: h.id,
                 })
             }
             ConsumerCore::Lossy(c, buf) => {
@@ -994,7 +1013,7 @@ impl ConsumerCore {
                     })?,
                     Some(d) => c.recv_timeout_into(buf, d)?,
                 };
-                Ok(Got::Copy(buf.clone(), seq))
+                Ok(Got::Copy(std::mem::take(buf), seq))
             }
             ConsumerCore::Closed => unreachable!("checked by `ready`"),
         }
@@ -1019,6 +1038,14 @@ impl ConsumerCore {
         }
     }
 
+    /// The `Message` numbered `id` released its message.
+    fn release(&mut self, id: u64) {
+        if let ConsumerCore::Lossless(l) = self {
+            l.release(id);
+        }
+        self.settle();
+    }
+
     fn is_closed(&self) -> bool {
         match self {
             ConsumerCore::Lossless(l) => l.close_requested,
@@ -1036,6 +1063,8 @@ unsafe impl Send for Got {}
 struct Consumer {
     core: Mutex<ConsumerCore>,
     lossy: bool,
+    /// Shared with the core's `Lossless::release_requested`.
+    release_requested: Arc<AtomicU64>,
 }
 
 impl Consumer {
@@ -1075,19 +1104,19 @@ impl Consumer {
             }
             Err(e) => return Err(recv_error(py, e)),
         };
-        f(&mut core, got).map(Some)
+        let result = f(&mut core, got);
+        // `f` may have run a garbage collection that released a message meanwhile.
+        core.settle();
+        result.map(Some)
     }
 
     /// Wrap what was received in a `Message` and a `memoryview` of it.
     fn view<'py>(slf: &Bound<'py, Self>, got: Got) -> PyResult<Bound<'py, PyMemoryView>> {
         let msg = match got {
-            Got::Ring {
-                ptr,
-                len,
-                seq,
-                state,
-            } => Message {
-                ring: Some((slf.clone().unbind(), state)),
+            Got::Ring { ptr, len, seq, id } => Message {
+                consumer: Some(slf.clone().unbind()),
+                id,
+                state: AtomicU8::new(LENT),
                 _owned: Vec::new(),
                 ptr: ptr as usize,
                 len,
@@ -1095,7 +1124,9 @@ impl Consumer {
                 exports: AtomicUsize::new(0),
             },
             Got::Copy(data, seq) => Message {
-                ring: None,
+                consumer: None,
+                id: 0,
+                state: AtomicU8::new(LENT),
                 ptr: data.as_ptr() as usize,
                 len: data.len(),
                 _owned: data,
@@ -1120,9 +1151,7 @@ fn copy_out<'py>(
             // released below, after the copy; `len` bytes at `ptr` are its payload.
             let bytes = PyBytes::new(py, unsafe { std::slice::from_raw_parts(ptr, len) });
             if let ConsumerCore::Lossless(l) = core {
-                if let Some(h) = l.held.take() {
-                    h.state.store(RELEASED, Ordering::Relaxed);
-                }
+                l.held = None;
             }
             Ok(bytes)
         }
@@ -1160,9 +1189,11 @@ impl Consumer {
         b.start_at(start)
             .wait_policy(wait_policy(wait)?)
             .allow_foreign_owner(allow_foreign_owner);
+        let release_requested = Arc::new(AtomicU64::new(0));
+        let wrap = |c| Lossless::wrap(c, Arc::clone(&release_requested));
         let core = match (name, path, lossy) {
-            (Some(n), None, false) => py.detach(|| b.open(n)).map(Lossless::wrap),
-            (None, Some(p), false) => py.detach(|| b.open_path(p)).map(Lossless::wrap),
+            (Some(n), None, false) => py.detach(|| b.open(n)).map(wrap),
+            (None, Some(p), false) => py.detach(|| b.open_path(p)).map(wrap),
             (Some(n), None, true) => py
                 .detach(|| b.lossy().open(n))
                 .map(|c| ConsumerCore::Lossy(c, Vec::new())),
@@ -1179,6 +1210,7 @@ impl Consumer {
         Ok(Consumer {
             core: Mutex::new(core),
             lossy,
+            release_requested,
         })
     }
 
@@ -1297,10 +1329,12 @@ impl Consumer {
 }
 
 impl Lossless {
-    fn wrap(c: shmcast::Consumer) -> ConsumerCore {
+    fn wrap(c: shmcast::Consumer, release_requested: Arc<AtomicU64>) -> ConsumerCore {
         ConsumerCore::Lossless(Lossless {
             consumer: NonNull::from(Box::leak(Box::new(c))),
             held: None,
+            next_id: 1,
+            release_requested,
             close_requested: false,
         })
     }
@@ -1310,9 +1344,12 @@ impl Lossless {
 /// the ring (lossless consumers) or a private copy (lossy). ``seq`` is its sequence number.
 #[pyclass(frozen, module = "shmcast")]
 struct Message {
-    /// Lossless: the consumer holding the message in the ring, and the message's state.
-    ring: Option<(Py<Consumer>, Arc<AtomicU8>)>,
-    /// Lossy: the copy.
+    /// Lossless: the consumer holding the message in the ring (as `Held` number `id`).
+    consumer: Option<Py<Consumer>>,
+    id: u64,
+    /// `LENT` until the last export is released (or the object dropped), then `RELEASED`.
+    state: AtomicU8,
+    /// Lossy: the copy (`ptr` points into it).
     _owned: Vec<u8>,
     ptr: usize,
     len: usize,
@@ -1326,19 +1363,18 @@ impl Message {
     /// Hand the message's ring space back (now, or at the consumer's next call if it is
     /// locked: a garbage collection inside one of its calls).
     fn release(&self) {
-        if let Some((consumer, state)) = &self.ring {
-            if state
-                .compare_exchange(
-                    LENT,
-                    RELEASE_REQUESTED,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-            {
-                if let Ok(mut core) = consumer.get().core.try_lock() {
-                    core.settle();
-                }
+        let Some(consumer) = &self.consumer else {
+            return; // a lossy copy: nothing to hand back
+        };
+        if self.state.swap(RELEASED, Ordering::Relaxed) == RELEASED {
+            return;
+        }
+        let consumer = consumer.get();
+        match consumer.core.try_lock() {
+            Ok(mut core) => core.release(self.id),
+            Err(TryLockError::Poisoned(p)) => p.into_inner().release(self.id),
+            Err(TryLockError::WouldBlock) => {
+                consumer.release_requested.store(self.id, Ordering::Relaxed)
             }
         }
     }
@@ -1353,9 +1389,7 @@ impl Message {
     /// Whether the message's bytes can still be exported (not yet released).
     #[getter]
     fn valid(&self) -> bool {
-        self.ring
-            .as_ref()
-            .is_none_or(|(_, s)| s.load(Ordering::Relaxed) == LENT)
+        self.state.load(Ordering::Relaxed) == LENT
     }
 
     unsafe fn __getbuffer__(
@@ -1370,11 +1404,11 @@ impl Message {
                  receive another",
             ));
         }
-        // SAFETY: lossless: the consumer holds the message (state LENT) and releases it only
-        // after the last export is released (`__releasebuffer__`), never while one exists
-        // (`close` and receives refuse); this object keeps the consumer, and so the
-        // mapping, alive. Lossy: `owned` lives as long as this object, which every export
-        // references. Exported read-only.
+        // SAFETY: lossless: the consumer holds the message (this object is `LENT`) and
+        // releases it only when this object asks, after its last export is released
+        // (`__releasebuffer__`) or when it is dropped; receives and `close` never drop a held
+        // message. This object keeps the consumer, and so the mapping, alive. Lossy:
+        // `_owned` lives as long as this object, which every export references. Read-only.
         unsafe {
             fill_view(
                 view,

@@ -9,7 +9,7 @@
 //! shmcast-ffi-peer consume NAME [--max-len N] [--seed S] [--lossy] [--oldest] [--busy-spin]
 //! shmcast-ffi-peer bench-send NAME COUNT SIZE    # after "ready", waits for a line on stdin
 //! shmcast-ffi-peer bench-recv NAME COUNT         # prints "received N in T ns"
-//! shmcast-ffi-peer bench-loop COUNT SIZE         # send + try_recv in one process
+//! shmcast-ffi-peer bench-loop NAME COUNT SIZE    # try_send + try_recv in one process
 //! ```
 
 use shmcast::{Consumer, Producer, RecvError, StartAt, TrySendError, WaitPolicy};
@@ -394,24 +394,29 @@ fn bench_recv(a: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Benchmark: one process, one in-process ring, send then try_recv, COUNT times.
+/// Benchmark: one process, a named segment, try_send then try_recv (and drop), COUNT
+/// times.
 fn bench_loop(a: &Args) -> Result<(), String> {
-    let count = a.pos_num(0, "COUNT")?;
-    let size = a.pos_num(1, "SIZE")? as usize;
+    let name = a.pos(0, "NAME")?;
+    let count = a.pos_num(1, "COUNT")?;
+    let size = a.pos_num(2, "SIZE")? as usize;
     let mut p = Producer::builder()
         .capacity(a.capacity)
-        .create_in_process()
+        .wait_policy(a.wait())
+        .create(name)
         .map_err(|e| e.to_string())?;
     let mut c = Consumer::builder()
-        .attach_to(&p)
+        .wait_policy(a.wait())
+        .open(name)
         .map_err(|e| e.to_string())?;
-    let msg = vec![7u8; size];
+    let msg = vec![7u8; size.max(1)];
+    let msg = &msg[..size];
     let mut sum = 0u64;
     let start = Instant::now();
     for _ in 0..count {
-        p.try_send(&msg).map_err(|e| e.to_string())?;
+        p.try_send(msg).map_err(|e| e.to_string())?;
         let m = c.try_recv().map_err(|e| e.to_string())?;
-        sum = sum.wrapping_add(u64::from(m[0]));
+        sum = sum.wrapping_add(u64::from(m.first().copied().unwrap_or(0)));
     }
     let ns = start.elapsed().as_nanos();
     say(&format!("loop {count} in {ns} ns (sum {sum})"));
