@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# C bindings (ffi/): rustfmt, clippy and docs of the package, then its tests: the committed
-# header must match what cbindgen generates (tests/header.rs), and the C examples and the C
-# error-path test, built with `cc`, run against each other and the Rust peer
-# (tests/c_interop.rs). `cargo test --workspace --release` runs the same tests.
+# C bindings (ffi/): rustfmt, clippy and docs of the package; the committed header must be
+# exactly what cbindgen generates (tests/header.rs with --features header-check, built in the
+# dev profile: cbindgen and syn take minutes to build in release); then the package's tests:
+# the C examples and the C error-path test, built with `cc`, run against each other and the
+# Rust peer (tests/c_interop.rs). `cargo test --workspace --release` runs those too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -17,7 +18,10 @@ cargo fmt -p shmcast-ffi -- --check
 cargo clippy -p shmcast-ffi --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p shmcast-ffi
 
-step "tests: header staleness, C examples against C and Rust, C error paths"
+step "header: byte-for-byte what cbindgen generates"
+cargo test -p shmcast-ffi --features header-check --test header
+
+step "tests: C examples against C and Rust, C error paths"
 cargo test -p shmcast-ffi --release
 
 step "ffi done"

@@ -40,7 +40,9 @@ BLOCKED = {
 
 @pytest.mark.parametrize("call", sorted(BLOCKED))
 def test_ctrl_c_interrupts_a_blocked_call(name, call):
-    script = "import shmcast, sys\nname = sys.argv[1]\n" \
+    # The default handler explicitly: a child of a background job inherits SIGINT ignored.
+    script = "import shmcast, signal, sys\nname = sys.argv[1]\n" \
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n" \
         "p = shmcast.Producer(name, capacity=256)\ntry:\n" \
         + textwrap.indent(textwrap.dedent(BLOCKED[call]), "    ") \
         + "    print('returned', flush=True)\n" \
