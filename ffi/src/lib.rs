@@ -20,8 +20,11 @@
 //! ## Contract (also in the header)
 //! - **Status codes.** Every function that can fail returns a [`shmcast_status`];
 //!   `SHMCAST_OK` is 0. The calling thread's [`shmcast_last_error`] then gives the core's
-//!   message. Functions never abort and never let a Rust panic unwind into C: a caught panic
-//!   returns `SHMCAST_PANIC` and poisons the handle it happened on.
+//!   message. Functions never abort and never let a Rust panic unwind into C: every entry
+//!   point that does work runs under `catch_unwind` (`error::guard`); a caught panic
+//!   returns `SHMCAST_PANIC` and poisons the handle it happened on. The few that only return
+//!   constant data (`*_options_default`, `shmcast_wait_policy_default`,
+//!   `shmcast_status_str`, `shmcast_version`) contain no panicking operation.
 //! - **Pointers.** Every pointer argument is checked for NULL (`SHMCAST_NULL_POINTER`); a
 //!   data pointer may be NULL when its length is 0. Handles carry a tag checked on every call
 //!   (`SHMCAST_INVALID_HANDLE`): a best-effort guard against passing a consumer as a
