@@ -355,6 +355,16 @@ pub enum SendTimeoutError {
     Forked,
 }
 
+impl From<SendError> for SendTimeoutError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::TooLarge { len, max } => SendTimeoutError::TooLarge { len, max },
+            SendError::Exhausted => SendTimeoutError::Exhausted,
+            SendError::Forked => SendTimeoutError::Forked,
+        }
+    }
+}
+
 const EXHAUSTED: &str = "the stream reached the largest position a segment supports (2^62 \
                          bytes over its lifetime); create a new segment";
 const FORKED: &str = "this handle belongs to the process that forked this one; open a new \
@@ -597,6 +607,21 @@ impl std::error::Error for RecvValueError {}
 impl From<RecvError> for RecvValueError {
     fn from(e: RecvError) -> Self {
         RecvValueError::Recv(e)
+    }
+}
+
+impl From<TryRecvError> for RecvTimeoutError {
+    /// `Empty` at the deadline is a timeout.
+    fn from(e: TryRecvError) -> Self {
+        match e {
+            TryRecvError::Empty => RecvTimeoutError::Timeout,
+            TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+            TryRecvError::ProducerDied => RecvTimeoutError::ProducerDied,
+            TryRecvError::Evicted => RecvTimeoutError::Evicted,
+            TryRecvError::Lagged(n) => RecvTimeoutError::Lagged(n),
+            TryRecvError::Corrupt(c) => RecvTimeoutError::Corrupt(c),
+            TryRecvError::Forked => RecvTimeoutError::Forked,
+        }
     }
 }
 

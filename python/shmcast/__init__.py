@@ -1,0 +1,79 @@
+"""shmcast: lock-free broadcast messaging through shared memory (Linux).
+
+One ``Producer`` writes variable-length messages into a ring in a shared-memory segment;
+any number of ``Consumer`` objects, in any process, read every message in order. See the
+package README for the guarantees; in short::
+
+    import shmcast
+
+    with shmcast.Producer("ticks", capacity=1 << 20) as p:   # /dev/shm/ticks
+        p.send(b"hello")
+        with p.reserve(8) as buf:                            # zero-copy write
+            buf[:] = (42).to_bytes(8, "little")
+
+    # in another process:
+    with shmcast.Consumer("ticks") as c:
+        with c.recv(timeout=1.0) as view:                    # zero-copy read, in place
+            print(view.obj.seq, bytes(view))
+        for message in c:                                    # bytes, until the producer closes
+            ...
+
+A lossless consumer's view points into the shared ring and keeps that space from the
+producer until it is released (``view.release()``, or leaving the ``with`` block); the
+consumer receives nothing else meanwhile (``MessageHeld``). ``recv_bytes`` copies.
+"""
+
+from ._errors import (
+    AlreadyExists,
+    AttachRace,
+    BadSegment,
+    Corrupt,
+    Forked,
+    Exhausted,
+    Disconnected,
+    Evicted,
+    ForeignOwner,
+    InvalidConfig,
+    InvalidName,
+    Lagged,
+    MessageHeld,
+    MessageTooLarge,
+    NoFreeSlot,
+    NotFound,
+    ProducerAlive,
+    ProducerDied,
+    ShmcastError,
+    ShmcastOSError,
+    Timeout,
+)
+from ._native import MAX_NAME_LEN, Consumer, Message, Producer, Reservation, remove
+
+__all__ = [
+    "Producer",
+    "Reservation",
+    "Consumer",
+    "Message",
+    "remove",
+    "MAX_NAME_LEN",
+    "ShmcastError",
+    "Disconnected",
+    "ProducerDied",
+    "Evicted",
+    "Lagged",
+    "Corrupt",
+    "Forked",
+    "Exhausted",
+    "Timeout",
+    "MessageTooLarge",
+    "InvalidName",
+    "InvalidConfig",
+    "AlreadyExists",
+    "NotFound",
+    "ForeignOwner",
+    "BadSegment",
+    "NoFreeSlot",
+    "ProducerAlive",
+    "AttachRace",
+    "MessageHeld",
+    "ShmcastOSError",
+]
