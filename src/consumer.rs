@@ -1,7 +1,9 @@
 //! The consumer handles (lossless and lossy), their builders, and the message guard: thin
 //! calls of one ring operation each (`ring/cursor.rs`, `ring/lossy.rs`).
 
-use crate::error::{OpenError, RecvError, RecvTimeoutError, RecvValueError, TryRecvError};
+use crate::error::{
+    OpenError, RecvError, RecvTimeoutError, RecvValueError, SegmentError, TryRecvError,
+};
 use crate::os::fork;
 use crate::os::segment::Source;
 use crate::region::Region;
@@ -32,6 +34,29 @@ pub struct ConsumerBuilder {
     start: StartAt,
     wait: WaitPolicy,
     allow_foreign_owner: bool,
+    wait_for_segment: Option<Duration>,
+}
+
+/// How far a consumer is behind the producer.
+///
+/// # Examples
+/// ```
+/// let mut p = shmcast::Producer::builder().create_in_process()?;
+/// let c = shmcast::Consumer::builder().attach_to(&p).unwrap();
+/// p.send(&[0; 8]).unwrap();
+/// let lag = c.lag();
+/// assert_eq!((lag.bytes, lag.messages), (32, Some(1)));
+/// # Ok::<(), shmcast::CreateError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Lag {
+    /// Bytes of the ring between this consumer's position and the producer's tail.
+    pub bytes: u64,
+    /// Messages between them, if the record at this consumer's position is still in the
+    /// ring (a lossy consumer that was lapped gets `None`: it learns the loss on its next
+    /// receive).
+    pub messages: Option<u64>,
 }
 
 impl ConsumerBuilder {
@@ -50,6 +75,33 @@ impl ConsumerBuilder {
     /// Accept a segment owned by another user. Default `false`: such a segment is refused.
     pub fn allow_foreign_owner(mut self, allow: bool) -> Self {
         self.allow_foreign_owner = allow;
+        self
+    }
+
+    /// When opening by name or path, wait up to `timeout` for the segment to exist and to
+    /// finish initializing (a consumer started before, or while, its producer creates the
+    /// segment). Default: no waiting (`NotFound` at once).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let name = format!("shmcast-doc-wait-{}", std::process::id());
+    /// let opener = std::thread::spawn({
+    ///     let name = name.clone();
+    ///     move || {
+    ///         shmcast::Consumer::builder()
+    ///             .wait_for_segment(Duration::from_secs(10))
+    ///             .open(&name)
+    ///     }
+    /// });
+    /// let mut producer = shmcast::Producer::builder().create(&name)?;
+    /// let mut consumer = opener.join().unwrap()?;
+    /// producer.send(b"late")?;
+    /// assert_eq!(&*consumer.recv()?, b"late");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_for_segment(mut self, timeout: Duration) -> Self {
+        self.wait_for_segment = Some(timeout);
         self
     }
 
@@ -88,11 +140,32 @@ impl ConsumerBuilder {
     }
 
     fn region(&self, target: Target<'_>) -> Result<Arc<Region>, OpenError> {
+        let Some(timeout) = self.wait_for_segment else {
+            return self.region_once(&target);
+        };
+        let deadline = Instant::now().checked_add(timeout);
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.region_once(&target) {
+                // Not created yet, or its creator has not finished writing the header.
+                Err(OpenError::NotFound(_))
+                | Err(OpenError::Segment(
+                    SegmentError::Uninitialized | SegmentError::Truncated { .. },
+                )) if deadline.is_none_or(|d| Instant::now() < d) => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn region_once(&self, target: &Target<'_>) -> Result<Arc<Region>, OpenError> {
         let foreign = self.allow_foreign_owner;
         Ok(Arc::new(match target {
-            Target::Name(name) => Region::open(Source::Name(name.into()), foreign)?,
+            Target::Name(name) => Region::open(Source::Name((*name).into()), foreign)?,
             Target::Path(path) => Region::open(Source::Path(path.to_path_buf()), foreign)?,
-            Target::Fd(fd) => Region::open_fd(fd, foreign)?,
+            Target::Fd(fd) => Region::open_fd(*fd, foreign)?,
             Target::Producer(p) => match p.region().fd() {
                 // A mapped segment: open our own description so our liveness lock is ours.
                 Some(fd) => Region::open_fd(fd, foreign)?,
@@ -463,6 +536,12 @@ impl Consumer {
     pub fn stats(&self) -> ConsumerStats {
         self.ring.stats
     }
+
+    /// How far this consumer is behind the producer (see [`Lag`]).
+    pub fn lag(&self) -> Lag {
+        let (bytes, messages) = self.ring.lag();
+        Lag { bytes, messages }
+    }
 }
 
 impl Drop for Consumer {
@@ -824,6 +903,21 @@ impl LossyConsumer {
     /// ```
     pub fn stats(&self) -> ConsumerStats {
         self.ring.stats
+    }
+
+    /// How far this consumer is behind the producer (see [`Lag`]).
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = shmcast::Producer::builder().create_in_process()?;
+    /// let lossy = shmcast::Consumer::builder().lossy().attach_to(&p).unwrap();
+    /// p.send(b"x").unwrap();
+    /// assert_eq!(lossy.lag().messages, Some(1));
+    /// # Ok::<(), shmcast::CreateError>(())
+    /// ```
+    pub fn lag(&self) -> Lag {
+        let (bytes, messages) = self.ring.lag();
+        Lag { bytes, messages }
     }
 }
 

@@ -198,6 +198,18 @@ pub enum OpenError {
     ProducerAlive,
     /// The producer kept lapping the start position while the consumer registered.
     AttachRace,
+    /// Taking a segment over: an option set explicitly on the builder differs from what
+    /// the segment was created with (a segment's geometry cannot change).
+    OptionMismatch {
+        /// The builder option.
+        option: &'static str,
+        /// What the builder asked for.
+        requested: u64,
+        /// What the segment has.
+        found: u64,
+    },
+    /// `open_or_create` had to create the segment, and its configuration is invalid.
+    InvalidConfig(String),
     /// The operating system refused.
     Io {
         /// What was being done.
@@ -235,6 +247,17 @@ impl fmt::Display for OpenError {
                 f,
                 "the producer overran the start position repeatedly while attaching; retry"
             ),
+            OpenError::OptionMismatch {
+                option,
+                requested,
+                found,
+            } => write!(
+                f,
+                "the segment was created with {option} {found}, not the {requested} asked \
+                 for; leave {option} unset to take it over as it is, or remove the segment \
+                 (shmcast::remove) to create it anew"
+            ),
+            OpenError::InvalidConfig(why) => write!(f, "invalid ring configuration: {why}"),
             OpenError::Io { context, source } => write!(f, "{context}: {source}"),
         }
     }
@@ -249,6 +272,112 @@ impl std::error::Error for OpenError {
         }
     }
 }
+
+impl From<CreateError> for OpenError {
+    /// For `open_or_create`: the creation half's errors (`AlreadyExists` never reaches it).
+    fn from(e: CreateError) -> Self {
+        match e {
+            CreateError::InvalidName { name, reason } => OpenError::InvalidName { name, reason },
+            CreateError::InvalidConfig(why) => OpenError::InvalidConfig(why),
+            CreateError::AlreadyExists(what) => OpenError::Io {
+                context: format!("create {what}"),
+                source: io::ErrorKind::AlreadyExists.into(),
+            },
+            CreateError::Io { context, source } => OpenError::Io { context, source },
+        }
+    }
+}
+
+/// [`remove`](crate::remove) refused, or failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RemoveError {
+    /// The name is not acceptable.
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// No segment with this name exists.
+    NotFound(String),
+    /// The segment's producer is alive: removing the name would let a new producer split
+    /// the stream (the live one keeps writing into the unlinked segment).
+    ProducerAlive {
+        /// The segment.
+        name: String,
+        /// The producer's process id, as the segment records it (informational).
+        pid: u32,
+    },
+    /// The object is not a valid shmcast segment of this layout (or is still being
+    /// created): nothing says whose it is.
+    Segment {
+        /// The segment.
+        name: String,
+        /// What validation found.
+        error: SegmentError,
+    },
+    /// The operating system refused.
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for RemoveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RemoveError::InvalidName { name, reason } => {
+                write!(f, "invalid segment name {name:?}: {reason}")
+            }
+            RemoveError::NotFound(what) => write!(f, "segment {what} does not exist"),
+            RemoveError::ProducerAlive { name, pid } => write!(
+                f,
+                "segment '{name}' has a live producer (pid {pid}); stop it first, or remove \
+                 the segment by force (shmcast::force_remove) if you know better"
+            ),
+            RemoveError::Segment { name, error } => write!(
+                f,
+                "'{name}' is not a usable shmcast segment ({error}); remove it by force \
+                 (shmcast::force_remove) if it is a leftover"
+            ),
+            RemoveError::Io { context, source } => write!(f, "{context}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for RemoveError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RemoveError::Io { source, .. } => Some(source),
+            RemoveError::Segment { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// [`Producer::wait_for_consumers`](crate::Producer::wait_for_consumers) timed out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitTimeout {
+    /// How many consumers were attached at the deadline.
+    pub attached: usize,
+    /// How many were awaited.
+    pub wanted: usize,
+}
+
+impl fmt::Display for WaitTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "timed out with {} of the {} awaited consumers attached",
+            self.attached, self.wanted
+        )
+    }
+}
+
+impl std::error::Error for WaitTimeout {}
 
 impl From<SegmentError> for OpenError {
     fn from(e: SegmentError) -> Self {

@@ -76,6 +76,12 @@ pub mod layout {
     /// Segment offset of the producer state (`PRODUCER_*`).
     pub const CONTROL_STATE: u64 =
         (offset_of!(l::Header, control) + offset_of!(l::ControlLine, state)) as u64;
+    /// Segment offset of the flag that says the producer evicts live consumers.
+    pub const CONTROL_EVICTING: u64 =
+        (offset_of!(l::Header, control) + offset_of!(l::ControlLine, evicting)) as u64;
+    /// Segment offset of the producer's process id (informational).
+    pub const PRODUCER_PID: u64 =
+        (offset_of!(l::Header, control) + offset_of!(l::ControlLine, pid)) as u64;
     /// Offset of the cursor inside a consumer slot.
     pub const SLOT_CURSOR: u64 = offset_of!(l::Slot, cursor) as u64;
     /// Offset of the state word (generation << 8 | kind) inside a consumer slot.
@@ -101,7 +107,7 @@ pub mod layout {
 /// The atomic fields of the header, as (offset, size). A peer's scribble goes through the
 /// field's own width (a read-modify-write of the field), so the scribble never makes a
 /// mixed-size atomic access, which the Rust memory model (and Miri) does not allow.
-const HEADER_FIELDS: [(usize, usize); 22] = {
+const HEADER_FIELDS: [(usize, usize); 24] = {
     use crate::layout::{ControlLine, FutexLine, LayoutLine, ProducerLine};
     use core::mem::offset_of;
     let (p, d, s, c) = (
@@ -133,6 +139,8 @@ const HEADER_FIELDS: [(usize, usize); 22] = {
         (c + offset_of!(ControlLine, hwm), 4),
         (c + offset_of!(ControlLine, state), 4),
         (c + offset_of!(ControlLine, epoch), 4),
+        (c + offset_of!(ControlLine, evicting), 4),
+        (c + offset_of!(ControlLine, pid), 4),
     ]
 };
 

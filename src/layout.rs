@@ -201,6 +201,9 @@ pub(crate) struct ControlLine {
     /// (`evict_after`): lossless consumers attaching then register as `SLOT_EVICTABLE` and
     /// copy messages out. Set by each producer when it attaches, before `state`.
     pub(crate) evicting: AtomicU32,
+    /// Process id of the producer that attached last (informational only: liveness uses
+    /// the producer lock).
+    pub(crate) pid: AtomicU32,
 }
 
 /// The segment header.

@@ -66,6 +66,8 @@ mod wait;
 #[cfg(not(shmcast_loom))]
 mod consumer;
 #[cfg(not(shmcast_loom))]
+mod inspect;
+#[cfg(not(shmcast_loom))]
 mod os;
 #[cfg(not(shmcast_loom))]
 mod producer;
@@ -80,31 +82,104 @@ pub mod fuzzing;
 mod loom_tests;
 
 pub use error::{
-    Corruption, CreateError, OpenError, RecvError, RecvTimeoutError, RecvValueError, SegmentError,
-    SendError, SendTimeoutError, TryRecvError, TrySendError,
+    Corruption, CreateError, OpenError, RecvError, RecvTimeoutError, RecvValueError, RemoveError,
+    SegmentError, SendError, SendTimeoutError, TryRecvError, TrySendError, WaitTimeout,
 };
 pub use ring::{ConsumerStats, ProducerStats, StartAt};
 pub use wait::WaitPolicy;
 
 #[cfg(not(shmcast_loom))]
-pub use consumer::{Consumer, ConsumerBuilder, Iter, LossyConsumer, LossyConsumerBuilder, Message};
+pub use consumer::{
+    Consumer, ConsumerBuilder, Iter, Lag, LossyConsumer, LossyConsumerBuilder, Message,
+};
+#[cfg(not(shmcast_loom))]
+pub use inspect::{
+    inspect, inspect_fd, inspect_path, ProducerInfo, ProducerState, SlotInfo, SlotKind, Snapshot,
+};
 #[cfg(not(shmcast_loom))]
 pub use os::segment::MAX_NAME_LEN;
 #[cfg(not(shmcast_loom))]
 pub use producer::{Producer, ProducerBuilder, Reserved, ReservedValue};
 
-/// Remove a named segment. Processes that have it mapped keep using it; new ones cannot
-/// open it. Use this to clear a segment left behind by a producer that crashed.
+/// Remove a named segment whose producer is gone (it died, or exited with
+/// `remove_on_drop(false)`). Processes that have it mapped keep using it; new ones cannot
+/// open it. A segment with a live producer is refused: a new producer could then create
+/// the name again and split the stream, the live one writing into the unlinked segment.
+/// Prefer [`ProducerBuilder::open_or_create`], which takes a dead producer's segment over
+/// and needs no removal at all.
 ///
 /// # Errors
-/// An invalid name, or the OS error (`NotFound` if there is no such segment).
+/// [`RemoveError::ProducerAlive`]; [`RemoveError::Segment`] if the object is not a valid
+/// segment (use [`force_remove`] for leftovers); [`RemoveError::NotFound`];
+/// [`RemoveError::InvalidName`]; the OS error.
 ///
 /// # Examples
 /// ```
-/// let err = shmcast::remove("shmcast-doc-no-such-segment").unwrap_err();
+/// let name = format!("shmcast-doc-remove-{}", std::process::id());
+/// let producer = shmcast::Producer::builder().remove_on_drop(false).create(&name)?;
+/// assert!(matches!(shmcast::remove(&name), Err(shmcast::RemoveError::ProducerAlive { .. })));
+/// drop(producer);
+/// shmcast::remove(&name)?;
+/// assert!(matches!(shmcast::remove(&name), Err(shmcast::RemoveError::NotFound(_))));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(not(shmcast_loom))]
+pub fn remove(name: &str) -> Result<(), RemoveError> {
+    let region = match region::Region::open_read_only(os::segment::Source::Name(name.into()), None)
+    {
+        Ok(r) => r,
+        Err(OpenError::InvalidName { name, reason }) => {
+            return Err(RemoveError::InvalidName { name, reason })
+        }
+        Err(OpenError::NotFound(_)) => return Err(RemoveError::NotFound(format!("'{name}'"))),
+        Err(OpenError::Segment(error)) => {
+            return Err(RemoveError::Segment {
+                name: name.into(),
+                error,
+            })
+        }
+        Err(OpenError::Io { context, source }) => return Err(RemoveError::Io { context, source }),
+        Err(other) => {
+            return Err(RemoveError::Io {
+                context: other.to_string(),
+                source: std::io::ErrorKind::Other.into(),
+            })
+        }
+    };
+    if region.held_by_other(region::LockId::Producer) {
+        return Err(RemoveError::ProducerAlive {
+            name: name.into(),
+            // Relaxed: informational.
+            pid: region
+                .header()
+                .control
+                .pid
+                .load(sync::atomic::Ordering::Relaxed),
+        });
+    }
+    // Only the object we checked: a successor that replaced the name meanwhile keeps it.
+    match region.unlink_if_ours() {
+        Ok(_) => Ok(()),
+        Err(source) => Err(RemoveError::Io {
+            context: format!("remove '{name}'"),
+            source,
+        }),
+    }
+}
+
+/// Remove a named object whatever it holds, without checking for a live producer or even
+/// for a shmcast segment: for leftovers [`remove`] refuses (a corrupt or half-created
+/// segment), or when you know better.
+///
+/// # Errors
+/// An invalid name, or the OS error (`NotFound` if there is no such object).
+///
+/// # Examples
+/// ```
+/// let err = shmcast::force_remove("shmcast-doc-no-such-segment").unwrap_err();
 /// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
 /// ```
 #[cfg(not(shmcast_loom))]
-pub fn remove(name: &str) -> std::io::Result<()> {
+pub fn force_remove(name: &str) -> std::io::Result<()> {
     os::segment::unlink(&os::segment::Source::Name(name.to_string()))
 }

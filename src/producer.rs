@@ -1,7 +1,9 @@
 //! The producer handle and its builder: options, segment creation and takeover, and the
 //! public send operations, each a thin call of one ring operation (`ring/writer.rs`).
 
-use crate::error::{CreateError, OpenError, SendError, SendTimeoutError, TrySendError};
+use crate::error::{
+    CreateError, OpenError, SegmentError, SendError, SendTimeoutError, TrySendError, WaitTimeout,
+};
 use crate::layout::{check_config, max_message_for, Geometry};
 use crate::os::fork;
 use crate::os::segment::Source;
@@ -32,22 +34,32 @@ use std::time::{Duration, Instant};
 /// ```
 #[derive(Clone, Debug)]
 pub struct ProducerBuilder {
-    capacity: u64,
+    // Geometry and mode: `None` unless set explicitly. A new segment takes the default of
+    // what is unset; taking a segment over checks what is set against the segment.
+    capacity: Option<u64>,
     max_message: Option<u64>,
-    max_consumers: u32,
-    mode: u32,
+    max_consumers: Option<u32>,
+    mode: Option<u32>,
     wait: WaitPolicy,
     remove_on_drop: bool,
     evict_after: Option<Duration>,
 }
 
+/// Defaults of a new segment.
+const DEFAULT_CAPACITY: u64 = 1 << 20;
+const DEFAULT_MAX_CONSUMERS: u32 = 16;
+const DEFAULT_MODE: u32 = 0o600;
+
+/// How long `open_or_create` waits for a segment that another process is creating.
+const INIT_WAIT: Duration = Duration::from_secs(2);
+
 impl Default for ProducerBuilder {
     fn default() -> Self {
         ProducerBuilder {
-            capacity: 1 << 20,
+            capacity: None,
             max_message: None,
-            max_consumers: 16,
-            mode: 0o600,
+            max_consumers: None,
+            mode: None,
             wait: WaitPolicy::default(),
             remove_on_drop: true,
             evict_after: None,
@@ -58,7 +70,7 @@ impl Default for ProducerBuilder {
 impl ProducerBuilder {
     /// Ring capacity in bytes: a power of two from 256 bytes to 1 TiB. Default 1 MiB.
     pub fn capacity(mut self, bytes: usize) -> Self {
-        self.capacity = bytes as u64;
+        self.capacity = Some(bytes as u64);
         self
     }
 
@@ -71,13 +83,15 @@ impl ProducerBuilder {
 
     /// Size of the consumer slot table (1 to 4096). Default 16.
     pub fn max_consumers(mut self, n: u32) -> Self {
-        self.max_consumers = n;
+        self.max_consumers = Some(n);
         self
     }
 
-    /// Permission bits of a named or path-backed segment. Default `0o600`.
+    /// Permission bits of a named or path-backed segment. Default `0o600`. Consumers need
+    /// read *and* write access (they store their cursor and take a lock in the segment): to
+    /// share a segment with another user, give their group `0o660` and a common group.
     pub fn mode(mut self, mode: u32) -> Self {
-        self.mode = mode & 0o777;
+        self.mode = Some(mode & 0o777);
         self
     }
 
@@ -108,31 +122,59 @@ impl ProducerBuilder {
     }
 
     fn geometry(&self) -> Result<Geometry, CreateError> {
+        let capacity = self.capacity.unwrap_or(DEFAULT_CAPACITY);
+        let max_consumers = self.max_consumers.unwrap_or(DEFAULT_MAX_CONSUMERS);
         let max_message = match self.max_message {
             Some(m) => m,
             None => {
-                let cap = self
-                    .capacity
+                let cap = capacity
                     .max(256)
                     .checked_next_power_of_two()
                     .unwrap_or(u64::MAX / 2 + 1);
                 max_message_for(cap).min(u64::from(u32::MAX))
             }
         };
-        check_config(self.capacity, max_message, u64::from(self.max_consumers))
+        check_config(capacity, max_message, u64::from(max_consumers))
             .map_err(CreateError::InvalidConfig)?;
-        Ok(Geometry::new(
-            self.capacity,
-            max_message as u32,
-            self.max_consumers,
-        ))
+        Ok(Geometry::new(capacity, max_message as u32, max_consumers))
+    }
+
+    /// Taking `region` over: every option set explicitly must match the segment.
+    fn check_existing(&self, region: &Region) -> Result<(), OpenError> {
+        let geo = region.geometry();
+        let checks = [
+            ("capacity", self.capacity, geo.capacity),
+            ("max_message", self.max_message, u64::from(geo.max_message)),
+            (
+                "max_consumers",
+                self.max_consumers.map(u64::from),
+                u64::from(geo.max_consumers),
+            ),
+            (
+                "mode",
+                self.mode.map(u64::from),
+                u64::from(region.mode().unwrap_or(0)),
+            ),
+        ];
+        for (option, requested, found) in checks {
+            if let Some(requested) = requested {
+                if requested != found {
+                    return Err(OpenError::OptionMismatch {
+                        option,
+                        requested,
+                        found,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Become the producer of a region just created; on failure, remove what was created.
     fn finish(&self, region: Region) -> Result<Producer, CreateError> {
         let region = Arc::new(region);
         match RingProducer::attach(Arc::clone(&region), self.evict_after) {
-            Ok(ring) => Ok(self.producer(ring)),
+            Ok(ring) => Ok(self.producer(ring, false)),
             Err(e) => {
                 let _ = region.unlink_if_ours();
                 Err(match e {
@@ -143,18 +185,23 @@ impl ProducerBuilder {
         }
     }
 
-    fn producer(&self, ring: RingProducer) -> Producer {
+    fn producer(&self, ring: RingProducer, took_over: bool) -> Producer {
         Producer {
             ring,
             wait: self.wait,
             remove_on_drop: self.remove_on_drop,
+            took_over,
             fork_generation: fork::install(),
         }
     }
 
     fn create_source(&self, source: Source) -> Result<Producer, CreateError> {
         let geo = self.geometry()?;
-        self.finish(Region::create(source, geo, self.mode)?)
+        self.finish(Region::create(
+            source,
+            geo,
+            self.mode.unwrap_or(DEFAULT_MODE),
+        )?)
     }
 
     /// Create a named POSIX shared-memory segment (`/dev/shm/<name>`) and become its
@@ -233,10 +280,15 @@ impl ProducerBuilder {
     }
 
     /// Take over an existing named segment whose producer died (or exited with
-    /// `remove_on_drop(false)`): the stream continues where its committed data ends.
+    /// `remove_on_drop(false)`): the stream continues where its committed data ends. Options
+    /// that describe the segment (capacity, maximum message, consumer slots, mode) are
+    /// checked if they were set explicitly, and a mismatch is an error: a segment's
+    /// geometry cannot change. The others (wait policy, `remove_on_drop`, `evict_after`)
+    /// apply to the new producer.
     ///
     /// # Errors
-    /// [`OpenError::ProducerAlive`] if its producer is still alive; validation errors.
+    /// [`OpenError::ProducerAlive`] if its producer is still alive;
+    /// [`OpenError::OptionMismatch`]; [`OpenError::NotFound`]; validation errors.
     ///
     /// # Examples
     /// ```
@@ -245,13 +297,67 @@ impl ProducerBuilder {
     /// first.send(b"one").unwrap();
     /// drop(first);
     /// let mut second = shmcast::Producer::builder().open(&name)?;
+    /// assert!(second.took_over());
     /// second.send(b"two")?;
     /// drop(second); // removes the name: remove_on_drop defaults to true
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(&self, name: &str) -> Result<Producer, OpenError> {
         let region = Region::open(Source::Name(name.into()), false)?;
-        Ok(self.producer(RingProducer::attach(Arc::new(region), self.evict_after)?))
+        self.check_existing(&region)?;
+        Ok(self.producer(
+            RingProducer::attach(Arc::new(region), self.evict_after)?,
+            true,
+        ))
+    }
+
+    /// The restart-safe way to start a producer: create the named segment if it does not
+    /// exist, or take it over if its producer is gone (died, or exited with
+    /// `remove_on_drop(false)`), continuing the stream. Never a second producer: if the
+    /// segment's producer lives, [`OpenError::ProducerAlive`]. A segment another process is
+    /// still creating is waited for (up to two seconds). [`Producer::took_over`] tells
+    /// which happened.
+    ///
+    /// # Errors
+    /// [`OpenError::ProducerAlive`]; [`OpenError::OptionMismatch`] if an explicitly set
+    /// option differs from the existing segment; [`OpenError::InvalidConfig`] if it had to
+    /// create one and the configuration is invalid; validation and OS errors.
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("shmcast-doc-ooc-{}", std::process::id());
+    /// let builder = shmcast::Producer::builder().capacity(1 << 16).remove_on_drop(false);
+    /// let first = builder.open_or_create(&name)?;
+    /// assert!(!first.took_over());
+    /// // A second producer while the first lives: refused.
+    /// assert!(matches!(builder.open_or_create(&name), Err(shmcast::OpenError::ProducerAlive)));
+    /// drop(first); // a restart: the segment stays (remove_on_drop(false))
+    /// let second = builder.open_or_create(&name)?;
+    /// assert!(second.took_over());
+    /// # shmcast::force_remove(&name)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_or_create(&self, name: &str) -> Result<Producer, OpenError> {
+        let deadline = Instant::now() + INIT_WAIT;
+        loop {
+            match self.create(name) {
+                Ok(p) => return Ok(p),
+                Err(CreateError::AlreadyExists(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            match self.open(name) {
+                Ok(p) => return Ok(p),
+                // Removed since our create failed, or still being created by another
+                // process (its header or size not written yet): try again.
+                Err(OpenError::NotFound(_))
+                | Err(OpenError::Segment(
+                    SegmentError::Uninitialized | SegmentError::Truncated { .. },
+                )) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
@@ -283,6 +389,8 @@ pub struct Producer {
     ring: RingProducer,
     wait: WaitPolicy,
     remove_on_drop: bool,
+    /// Became the producer of an existing segment (takeover), rather than a new one.
+    took_over: bool,
     /// The fork generation this handle was made in (see `os/fork.rs`).
     fork_generation: u32,
 }
@@ -594,6 +702,86 @@ impl Producer {
         self.ring.region().fd()
     }
 
+    /// Did this producer take an existing segment over (`open`, or `open_or_create` of a
+    /// segment that existed), rather than create it?
+    ///
+    /// # Examples
+    /// ```
+    /// let p = shmcast::Producer::builder().create_in_process()?;
+    /// assert!(!p.took_over());
+    /// # Ok::<(), shmcast::CreateError>(())
+    /// ```
+    pub fn took_over(&self) -> bool {
+        self.took_over
+    }
+
+    /// How many consumers (lossless and lossy) are attached and alive now.
+    ///
+    /// # Examples
+    /// ```
+    /// let p = shmcast::Producer::builder().create_in_process()?;
+    /// assert_eq!(p.consumers(), 0);
+    /// let _c = shmcast::Consumer::builder().attach_to(&p).unwrap();
+    /// assert_eq!(p.consumers(), 1);
+    /// # Ok::<(), shmcast::CreateError>(())
+    /// ```
+    pub fn consumers(&self) -> usize {
+        crate::inspect::attached(self.ring.region())
+    }
+
+    /// Wait until at least `n` consumers are attached (start-up: a producer that should not
+    /// publish into the void), at most `timeout`. Returns how many are attached.
+    ///
+    /// # Errors
+    /// [`WaitTimeout`] with the count at the deadline.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let p = shmcast::Producer::builder().create_in_process()?;
+    /// let _c = shmcast::Consumer::builder().attach_to(&p).unwrap();
+    /// assert_eq!(p.wait_for_consumers(1, Duration::from_secs(1)), Ok(1));
+    /// assert!(p.wait_for_consumers(2, Duration::from_millis(10)).is_err());
+    /// # Ok::<(), shmcast::CreateError>(())
+    /// ```
+    pub fn wait_for_consumers(&self, n: usize, timeout: Duration) -> Result<usize, WaitTimeout> {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut pause = Duration::from_micros(500);
+        loop {
+            let attached = self.consumers();
+            if attached >= n {
+                return Ok(attached);
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(WaitTimeout {
+                    attached,
+                    wanted: n,
+                });
+            }
+            let left = deadline.map_or(pause, |d| d - now);
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// A snapshot of the segment: geometry, the producer's state and position, and every
+    /// attached consumer with its lag and liveness (see [`inspect`](crate::inspect)).
+    ///
+    /// # Examples
+    /// ```
+    /// let mut p = shmcast::Producer::builder().create_in_process()?;
+    /// let _c = shmcast::Consumer::builder().attach_to(&p).unwrap();
+    /// p.send(b"x").unwrap();
+    /// let s = p.snapshot();
+    /// assert_eq!(s.producer.next_seq, 1);
+    /// assert_eq!(s.consumers[0].lag_messages, Some(1));
+    /// # Ok::<(), shmcast::CreateError>(())
+    /// ```
+    pub fn snapshot(&self) -> crate::Snapshot {
+        crate::inspect::snapshot(self.ring.region())
+    }
+
     pub(crate) fn region(&self) -> &Arc<Region> {
         self.ring.region()
     }
@@ -609,6 +797,7 @@ impl Producer {
             ring: RingProducer::attach(region, evict_after)?,
             wait,
             remove_on_drop: false,
+            took_over: true,
             fork_generation: fork::install(),
         })
     }

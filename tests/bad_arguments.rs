@@ -278,6 +278,11 @@ fn opening_a_segment_with_a_bad_name_is_refused() {
 fn removing_a_segment_with_a_bad_name_is_refused() {
     for name in bad_names() {
         let e = shmcast::remove(&name).unwrap_err();
+        assert!(
+            matches!(e, shmcast::RemoveError::InvalidName { .. }),
+            "{name:?}: {e}"
+        );
+        let e = shmcast::force_remove(&name).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{name:?}: {e}");
     }
 }

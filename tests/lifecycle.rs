@@ -24,14 +24,14 @@ struct ShmName(String);
 impl ShmName {
     fn new(test: &str) -> ShmName {
         let name = format!("shmcast-test-{}-{test}", std::process::id());
-        let _ = shmcast::remove(&name);
+        let _ = shmcast::force_remove(&name);
         ShmName(name)
     }
 }
 
 impl Drop for ShmName {
     fn drop(&mut self) {
-        let _ = shmcast::remove(&self.0);
+        let _ = shmcast::force_remove(&self.0);
     }
 }
 

@@ -209,7 +209,7 @@ impl Drop for ChildProc {
 #[test]
 fn two_lossless_and_two_lossy_consumer_processes_share_a_ring_running_flat_out() {
     let name = format!("shmcast-test-{}-mixed", std::process::id());
-    let _ = shmcast::remove(&name);
+    let _ = shmcast::force_remove(&name);
     let mut p = Producer::builder()
         .capacity(1 << 16)
         .max_message(1024)
@@ -261,5 +261,5 @@ fn two_lossless_and_two_lossy_consumer_processes_share_a_ring_running_flat_out()
             );
         }
     }
-    let _ = shmcast::remove(&name);
+    let _ = shmcast::force_remove(&name);
 }

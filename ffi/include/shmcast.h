@@ -455,11 +455,14 @@ extern "C" {
 struct shmcast_wait_policy shmcast_wait_policy_default(void);
 
 /**
- * Remove the named segment (`/dev/shm/<name>`), e.g. one left behind by a producer that
- * crashed. Processes that have it open keep using it; new ones cannot open it.
+ * Remove the named segment (`/dev/shm/<name>`) whose producer is gone, e.g. one left
+ * behind by a producer that crashed. Processes that have it open keep using it; new ones
+ * cannot open it. A segment with a live producer is refused (a new producer could then
+ * split the stream).
  *
- * Returns `SHMCAST_NOT_FOUND` if there is no such segment, `SHMCAST_INVALID_NAME`,
- * `SHMCAST_IO`, `SHMCAST_NULL_POINTER`.
+ * Returns `SHMCAST_NOT_FOUND` if there is no such segment, `SHMCAST_PRODUCER_ALIVE`,
+ * `SHMCAST_BAD_SEGMENT` (not a valid segment: nothing was removed),
+ * `SHMCAST_INVALID_NAME`, `SHMCAST_IO`, `SHMCAST_NULL_POINTER`.
  *
  * # Safety
  * `name` is NULL or a NUL-terminated string.

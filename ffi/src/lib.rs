@@ -143,11 +143,14 @@ fn start_at(start: u32) -> Result<StartAt, Failure> {
     }
 }
 
-/// Remove the named segment (`/dev/shm/<name>`), e.g. one left behind by a producer that
-/// crashed. Processes that have it open keep using it; new ones cannot open it.
+/// Remove the named segment (`/dev/shm/<name>`) whose producer is gone, e.g. one left
+/// behind by a producer that crashed. Processes that have it open keep using it; new ones
+/// cannot open it. A segment with a live producer is refused (a new producer could then
+/// split the stream).
 ///
-/// Returns `SHMCAST_NOT_FOUND` if there is no such segment, `SHMCAST_INVALID_NAME`,
-/// `SHMCAST_IO`, `SHMCAST_NULL_POINTER`.
+/// Returns `SHMCAST_NOT_FOUND` if there is no such segment, `SHMCAST_PRODUCER_ALIVE`,
+/// `SHMCAST_BAD_SEGMENT` (not a valid segment: nothing was removed),
+/// `SHMCAST_INVALID_NAME`, `SHMCAST_IO`, `SHMCAST_NULL_POINTER`.
 ///
 /// # Safety
 /// `name` is NULL or a NUL-terminated string.
@@ -157,12 +160,14 @@ pub unsafe extern "C" fn shmcast_remove(name: *const c_char) -> shmcast_status {
         // SAFETY: the caller passes NULL or a NUL-terminated string.
         let name = unsafe { name_arg(name, "name") }?;
         shmcast::remove(&name).map_err(|e| {
-            let status = match e.kind() {
-                std::io::ErrorKind::NotFound => SHMCAST_NOT_FOUND,
-                std::io::ErrorKind::InvalidInput => SHMCAST_INVALID_NAME,
+            let status = match e {
+                shmcast::RemoveError::NotFound(_) => SHMCAST_NOT_FOUND,
+                shmcast::RemoveError::InvalidName { .. } => SHMCAST_INVALID_NAME,
+                shmcast::RemoveError::ProducerAlive { .. } => SHMCAST_PRODUCER_ALIVE,
+                shmcast::RemoveError::Segment { .. } => SHMCAST_BAD_SEGMENT,
                 _ => SHMCAST_IO,
             };
-            Failure::new(status, format!("removing segment '{name}': {e}"))
+            Failure::new(status, e.to_string())
         })
     })
 }

@@ -146,14 +146,14 @@ struct ShmName(String);
 impl ShmName {
     fn new(test: &str) -> ShmName {
         let name = format!("shmcast-ffi-{}-{test}", std::process::id());
-        let _ = shmcast::remove(&name);
+        let _ = shmcast::force_remove(&name);
         ShmName(name)
     }
 }
 
 impl Drop for ShmName {
     fn drop(&mut self) {
-        let _ = shmcast::remove(&self.0);
+        let _ = shmcast::force_remove(&self.0);
     }
 }
 
@@ -434,7 +434,7 @@ fn c_error_paths() {
         for e in entries.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
             if n.starts_with(&prefix) {
-                let _ = shmcast::remove(&n);
+                let _ = shmcast::force_remove(&n);
                 panic!("the C error test left segment {n} behind");
             }
         }

@@ -1443,16 +1443,19 @@ impl Drop for Message {
     }
 }
 
-/// Remove the named segment (e.g. one left behind by a producer that crashed).
+/// Remove the named segment whose producer is gone (e.g. one left behind by a producer that
+/// crashed); a segment whose producer lives is refused (``ProducerAlive``).
 #[pyfunction]
 fn remove(py: Python<'_>, name: &str) -> PyResult<()> {
     shmcast::remove(name).map_err(|e| {
-        let class = match e.kind() {
-            std::io::ErrorKind::NotFound => "NotFound",
-            std::io::ErrorKind::InvalidInput => "InvalidName",
+        let class = match e {
+            shmcast::RemoveError::NotFound(_) => "NotFound",
+            shmcast::RemoveError::InvalidName { .. } => "InvalidName",
+            shmcast::RemoveError::ProducerAlive { .. } => "ProducerAlive",
+            shmcast::RemoveError::Segment { .. } => "BadSegment",
             _ => "ShmcastOSError",
         };
-        error(py, class, format!("removing segment '{name}': {e}"))
+        error(py, class, e.to_string())
     })
 }
 

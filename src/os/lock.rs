@@ -24,11 +24,17 @@ pub(crate) struct Locks {
 }
 
 impl Locks {
-    /// A new open file description of the object behind `file`.
-    pub(crate) fn open(file: &File) -> io::Result<Locks> {
+    /// A new open file description of the object behind `file`; `read_only` for one that
+    /// only probes others' locks (inspection).
+    pub(crate) fn open(file: &File, read_only: bool) -> io::Result<Locks> {
         let path = format!("/proc/self/fd/{}\0", file.as_raw_fd());
+        let access = if read_only {
+            libc::O_RDONLY
+        } else {
+            libc::O_RDWR
+        };
         // SAFETY: NUL-terminated path. No O_NOFOLLOW: /proc fd entries are magic links.
-        let raw = cvt(unsafe { libc::open(path.as_ptr().cast(), libc::O_RDWR | libc::O_CLOEXEC) })?;
+        let raw = cvt(unsafe { libc::open(path.as_ptr().cast(), access | libc::O_CLOEXEC) })?;
         // SAFETY: freshly opened descriptor, owned here.
         let file = unsafe { File::from_raw_fd(raw) };
         let _fork = fork::register(raw);

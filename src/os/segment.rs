@@ -85,10 +85,16 @@ pub(crate) struct Mapping {
 }
 
 impl Mapping {
-    fn new(file: File, source: Source, len: u64) -> io::Result<Mapping> {
+    fn new(file: File, source: Source, len: u64, read_only: bool) -> io::Result<Mapping> {
         let meta = file.metadata()?;
         let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
-        let map = MmapOptions::new().len(len).map_raw(&file)?;
+        let mut options = MmapOptions::new();
+        options.len(len);
+        let map = if read_only {
+            options.map_raw_read_only(&file)?
+        } else {
+            options.map_raw(&file)?
+        };
         Ok(Mapping {
             map,
             file,
@@ -115,6 +121,19 @@ impl Mapping {
     /// The file it was mapped from.
     pub(crate) fn file(&self) -> &File {
         &self.file
+    }
+
+    /// The object's permission bits, if it has any (a memfd's are not meaningful).
+    pub(crate) fn mode(&self) -> Option<u32> {
+        use std::os::unix::fs::PermissionsExt;
+        match self.source {
+            Source::Anonymous => None,
+            _ => self
+                .file
+                .metadata()
+                .ok()
+                .map(|m| m.permissions().mode() & 0o777),
+        }
     }
 
     /// Remove the object's name, if it has one and the name still refers to this object:
@@ -241,7 +260,7 @@ fn finish_create(file: File, source: Source, size: u64, mode: u32) -> Result<Map
         })
         .map_err(io_create("seal the memfd"))?;
     }
-    Mapping::new(file, source, size).map_err(io_create("mmap the segment"))
+    Mapping::new(file, source, size, false).map_err(io_create("mmap the segment"))
 }
 
 /// Options for opening an object.
@@ -251,11 +270,18 @@ pub(crate) struct OpenOptions {
     pub(crate) allow_foreign_owner: bool,
     /// The smallest size that can be a segment (a header).
     pub(crate) min_size: u64,
+    /// Open and map for reading only (inspection).
+    pub(crate) read_only: bool,
 }
 
 /// Open an existing object by name or path and map all of it.
 pub(crate) fn open(source: Source, opts: &OpenOptions) -> Result<Mapping, OpenError> {
-    let flags = libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    let access = if opts.read_only {
+        libc::O_RDONLY
+    } else {
+        libc::O_RDWR
+    };
+    let flags = access | libc::O_NOFOLLOW | libc::O_CLOEXEC;
     let fd = match &source {
         Source::Name(name) => {
             let c = validate_name(name).map_err(|reason| OpenError::InvalidName {
@@ -317,7 +343,7 @@ fn map_existing(file: File, source: Source, opts: &OpenOptions) -> Result<Mappin
         }
         .into());
     }
-    Mapping::new(file, source, size).map_err(io_open("mmap the segment"))
+    Mapping::new(file, source, size, opts.read_only).map_err(io_open("mmap the segment"))
 }
 
 #[cfg(test)]

@@ -115,7 +115,7 @@ impl Region {
     /// Create a new segment (named object, file or memfd) and initialize its header.
     pub(crate) fn create(source: Source, geo: Geometry, mode: u32) -> Result<Region, CreateError> {
         let map = segment::create(source, geo.total_size, mode)?;
-        let locks = match Locks::open(map.file()) {
+        let locks = match Locks::open(map.file(), false) {
             Ok(l) => l,
             Err(source) => {
                 let _ = map.unlink_if_ours();
@@ -137,7 +137,8 @@ impl Region {
 
     /// Open an existing segment by name or path and validate its header.
     pub(crate) fn open(source: Source, allow_foreign_owner: bool) -> Result<Region, OpenError> {
-        Self::validate(segment::open(source, &open_options(allow_foreign_owner))?)
+        let opts = open_options(allow_foreign_owner, false);
+        Self::validate(segment::open(source, &opts)?, false)
     }
 
     /// Open the segment behind a descriptor (duplicated, not consumed) and validate it.
@@ -145,17 +146,32 @@ impl Region {
         fd: BorrowedFd<'_>,
         allow_foreign_owner: bool,
     ) -> Result<Region, OpenError> {
-        Self::validate(segment::open_fd(fd, &open_options(allow_foreign_owner))?)
+        let opts = open_options(allow_foreign_owner, false);
+        Self::validate(segment::open_fd(fd, &opts)?, false)
     }
 
-    fn validate(map: Mapping) -> Result<Region, OpenError> {
+    /// Open an existing segment for reading only (inspection: nothing in it is written, and
+    /// read permission is enough), by name or path, or behind a descriptor.
+    pub(crate) fn open_read_only(
+        source: Source,
+        fd: Option<BorrowedFd<'_>>,
+    ) -> Result<Region, OpenError> {
+        let opts = open_options(true, true);
+        let map = match fd {
+            Some(fd) => segment::open_fd(fd, &opts)?,
+            None => segment::open(source, &opts)?,
+        };
+        Self::validate(map, true)
+    }
+
+    fn validate(map: Mapping, read_only: bool) -> Result<Region, OpenError> {
         // SAFETY: the mapping is at least HEADER_SIZE bytes (checked on open) and page
         // aligned; the layout line holds only atomics, which other processes may write
         // concurrently.
         let header = unsafe { &*(map.base().as_ptr() as *const Header) };
         let raw = RawLayout::load(&header.layout);
         let geo = Geometry::validate(&raw, map.len())?;
-        let locks = Locks::open(map.file()).map_err(|source| OpenError::Io {
+        let locks = Locks::open(map.file(), read_only).map_err(|source| OpenError::Io {
             context: "reopen the segment for its liveness locks".into(),
             source,
         })?;
@@ -395,6 +411,14 @@ impl Region {
         }
     }
 
+    /// The segment's permission bits (mapped named or path-backed segments).
+    pub(crate) fn mode(&self) -> Option<u32> {
+        match &self.backing {
+            Backing::Mapped { map, .. } => map.mode(),
+            Backing::Heap { .. } => None,
+        }
+    }
+
     /// Remove the segment's name (or file), if it still names this segment.
     pub(crate) fn unlink_if_ours(&self) -> io::Result<bool> {
         match &self.backing {
@@ -422,10 +446,11 @@ impl Region {
     }
 }
 
-fn open_options(allow_foreign_owner: bool) -> OpenOptions {
+fn open_options(allow_foreign_owner: bool, read_only: bool) -> OpenOptions {
     OpenOptions {
         allow_foreign_owner,
         min_size: HEADER_SIZE as u64,
+        read_only,
     }
 }
 

@@ -90,6 +90,7 @@ impl Region {
                 state: AtomicU32::new(PRODUCER_NONE),
                 epoch: AtomicU32::new(0),
                 evicting: AtomicU32::new(0),
+                pid: AtomicU32::new(0),
             }),
         });
         let slots = (0..geo.max_consumers)

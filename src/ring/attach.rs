@@ -207,8 +207,11 @@ impl RingConsumer {
             if let Some(seq) = seq {
                 if region.header().producer.claim.load(Relaxed) <= c + self.d.cap {
                     self.cursor = c;
+                    self.published = c;
                     self.expected_seq = seq;
                     self.expected_at = c;
+                    // For monitors only (Relaxed: informational; lossy slots never gate).
+                    region.slot(self.slot).cursor.store(c, Relaxed);
                     return Ok(());
                 }
             }

@@ -418,6 +418,18 @@ impl RingConsumer {
         Err(RecvTimeoutError::from(ended).into())
     }
 
+    /// How far behind the producer's tail this consumer is: bytes, and messages if the
+    /// record at our position is still there (always, for a lossless consumer).
+    #[cfg(not(shmcast_loom))]
+    pub(crate) fn lag(&self) -> (u64, Option<u64>) {
+        let h = self.region.header();
+        // Acquire pairs with the Release tail / next_seq stores (`writer.rs` `store_tail`):
+        // the records below this tail are published. Defensive: a monitor's read.
+        let tail = h.producer.tail.load(Acquire);
+        let next_seq = h.producer.next_seq.load(Relaxed);
+        crate::inspect::lag(&self.region, self.cursor, tail, next_seq)
+    }
+
     /// The next record if one is published now (lossless consumers).
     pub(crate) fn try_recv(&mut self) -> Result<Option<Record>, TryRecvError> {
         self.try_poll(Self::poll)

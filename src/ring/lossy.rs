@@ -98,6 +98,12 @@ impl RingConsumer {
                     self.expected_seq = seq.wrapping_add(1);
                     self.expected_at = end;
                     self.stats.messages += 1;
+                    if end - self.published >= self.publish_every {
+                        // For monitors only (inspection shows lossy lag): a lossy slot never
+                        // gates the producer. Relaxed: informational.
+                        self.region.slot(self.slot).cursor.store(end, Relaxed);
+                        self.published = end;
+                    }
                     return Ok(Some(seq));
                 }
             }

@@ -189,6 +189,7 @@ impl RingProducer {
         h.producer.claim.store(claim, Release);
         // Relaxed: informational (monitoring).
         h.control.epoch.fetch_add(1, Relaxed);
+        h.control.pid.store(std::process::id(), Relaxed);
         // Only a producer sleeps for space, and holding the producer lock proves the one
         // before us is gone: a flag it left set would only cost consumers a wake-up.
         h.space.sleepers.store(0, Relaxed);

@@ -34,7 +34,7 @@ impl ShmName {
     pub fn new(test: &str) -> ShmName {
         let name = format!("shmcast-test-{}-{test}", std::process::id());
         // A leftover from a crashed earlier run with a recycled pid.
-        let _ = shmcast::remove(&name);
+        let _ = shmcast::force_remove(&name);
         ShmName(name)
     }
 
@@ -51,7 +51,7 @@ impl ShmName {
 
 impl Drop for ShmName {
     fn drop(&mut self) {
-        let _ = shmcast::remove(&self.0);
+        let _ = shmcast::force_remove(&self.0);
     }
 }
 
