@@ -29,17 +29,95 @@
 //!
 //! ## Guarantees
 //! - **Broadcast, lossless:** every consumer sees every message published after its start,
-//!   in order, exactly once. The producer never overwrites a message a consumer has not
-//!   released: `try_send` reports [`TrySendError::Full`], `send` waits.
+//!   in order, exactly once, unmodified. The producer never overwrites a message a lossless
+//!   consumer has not released: `try_send` reports [`TrySendError::Full`], `send` waits.
+//! - **Lossy consumers** ([`ConsumerBuilder::lossy`]) never slow the producer down; when it
+//!   laps one, the next receive says exactly how many messages were lost
+//!   ([`RecvError::Lagged`]) and it goes on at the oldest message still in the ring.
 //! - **Close:** dropping the producer closes the stream; consumers drain, then get
 //!   [`RecvError::Disconnected`].
-//! - **Crashed peers:** each handle holds an open-file-description lock on its byte of the
-//!   segment file, which the kernel drops when the process dies. A producer gated by a dead
-//!   consumer reclaims its slot; consumers of a dead producer drain what was committed and
-//!   get [`RecvError::ProducerDied`]; a new producer can take over ([`ProducerBuilder::open`]).
+//! - **Zero copy:** a received [`Message`] is read in place (one `&[u8]` into the ring) and
+//!   a reservation ([`Producer::reserve`]) is filled in place.
+//!
+//! ## Failure model
+//! - **A consumer dies** (even `SIGKILL`, holding a message, or asleep in the kernel): each
+//!   handle holds an open-file-description lock on its byte of the segment file, which the
+//!   kernel drops when the process dies. A producer gated by a dead consumer reclaims its
+//!   slot (within a few milliseconds of needing the space); nothing else is lost.
+//! - **A consumer stops reading but lives** (stopped, stuck): it gates the producer, by
+//!   design. [`inspect`] (or `shmcast stat`) shows which one; opt into
+//!   [`ProducerBuilder::evict_after`] to evict such consumers (they then read copies, so
+//!   an eviction never changes bytes they hold, and learn of it as [`RecvError::Evicted`]).
+//! - **The producer dies:** consumers drain what was committed (a reservation that was not
+//!   committed is never visible), then get [`RecvError::ProducerDied`]. A new producer takes
+//!   the segment over and continues the stream where the committed data ends, without a gap
+//!   or a duplicate: [`ProducerBuilder::open_or_create`] (creates the segment if absent,
+//!   takes it over if its producer is gone, refuses if it lives). A consumer that keeps
+//!   calling `recv` after `ProducerDied` goes on with the new producer's messages.
+//! - **`fork` without `exec`:** a child inherits its parent's handles but may not use them
+//!   (they return `Forked`), and neither keeps the parent looking alive nor closes its
+//!   stream when it drops them.
 //! - **Untrusted segments:** opening validates every header field; record headers are
-//!   validated on every read; consumer cursors are clamped and misbehaving slots evicted.
-//!   Bad input is an error, never a panic.
+//!   validated on every read; consumer cursors are clamped and misbehaving slots evicted;
+//!   positions a peer could have forged are cross-checked. Bad input is an error
+//!   ([`SegmentError`], `Corrupt`), never a panic, a silent stall or a made-up message.
+//!
+//! ## Starting and restarting
+//! ```no_run
+//! use shmcast::{Consumer, Producer, RecvError};
+//! use std::time::Duration;
+//!
+//! // Producer service: the same code for the first start and for every restart.
+//! let mut producer = Producer::builder()
+//!     .capacity(1 << 20)
+//!     .remove_on_drop(false) // keep the segment across restarts
+//!     .open_or_create("ticks")?;
+//! producer.wait_for_consumers(1, Duration::from_secs(5)).ok(); // optional
+//! # let _ = &mut producer;
+//!
+//! // Consumer service: may start first; survives producer restarts.
+//! let mut consumer = Consumer::builder()
+//!     .wait_for_segment(Duration::from_secs(30))
+//!     .open("ticks")?;
+//! loop {
+//!     match consumer.recv() {
+//!         Ok(msg) => println!("#{}: {} bytes", msg.seq(), msg.len()),
+//!         // The producer crashed: wait for its replacement to take over.
+//!         Err(RecvError::ProducerDied) => std::thread::sleep(Duration::from_millis(100)),
+//!         Err(RecvError::Disconnected) => break, // closed for good
+//!         Err(e) => return Err(e.into()),
+//!     }
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Choosing a wait policy
+//! [`WaitPolicy::BusySpin`] for a dedicated core and the lowest latency (100% CPU while
+//! idle); the default [`WaitPolicy::Adaptive`] spins briefly, yields, then sleeps on a futex
+//! (an idle consumer costs nothing; the first message after a sleep pays a wake-up, tens of
+//! microseconds on a VM); [`WaitPolicy::SpinYield`] never sleeps but gives the CPU away.
+//! The producer wakes sleepers only while someone sleeps: no syscall while everyone keeps up.
+//!
+//! ## Security and sharing
+//! - Named segments live in `/dev/shm`, are created exclusively (`O_EXCL`) with mode `0600`
+//!   and opened without following links; names are checked (no `/`, no leading `.`).
+//!   Opening a segment owned by another user is refused unless
+//!   [`ConsumerBuilder::allow_foreign_owner`].
+//! - Consumers need **read and write** access (they publish their cursor and take a lock in
+//!   the segment): to share with another user, create with
+//!   [`ProducerBuilder::mode`]`(0o660)` and a common group.
+//! - Anyone who can write the segment can disturb its stream (consumers evicted, messages
+//!   reported corrupt) but not the processes: every shared value is validated before use.
+//!   One thing validation cannot prevent: a process that truncates a named or path-backed
+//!   segment file makes the others' accesses beyond the new end raise `SIGBUS`. Share
+//!   segments only with trusted users, or use an anonymous segment
+//!   ([`ProducerBuilder::create_anonymous`]), whose size is sealed.
+//!
+//! ## Inspection
+//! [`inspect`] takes a read-only snapshot of a segment without attaching: producer state and
+//! position, every consumer's lag and liveness, and which consumer gates the producer. The
+//! `shmcast` command-line tool (`cargo install --path cli`) shows it (`list`, `stat`,
+//! `top`, `tail`, `rm`).
 //!
 //! Linux only (futex, memfd, OFD locks).
 
