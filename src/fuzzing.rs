@@ -376,7 +376,8 @@ impl HostileSegment {
     /// Is `bytes` (a received message) inside this segment's data ring?
     pub fn ring_contains(&self, bytes: &[u8]) -> bool {
         let geo = self.region.geometry();
-        let start = self.region.data_start();
+        // SAFETY: the view lives only in this call, while `self.region` does.
+        let start = unsafe { self.region.data() }.start();
         let end = start + geo.capacity as usize;
         let p = bytes.as_ptr() as usize;
         p >= start && p <= end && bytes.len() <= end - p

@@ -223,33 +223,17 @@ impl Region {
     }
 
     /// The 8-byte word of the data ring at index `idx` (masked into the ring, rounded down
-    /// to 8 bytes, so it is in bounds whatever the caller computed).
+    /// to 8 bytes): for cold paths; hot paths keep a [`Data`] view.
     #[inline]
     pub(crate) fn word(&self, idx: u64) -> &AtomicU64 {
         let idx = (idx & self.geo.mask) & !7;
-        // SAFETY: `data_offset + idx + 8 <= total_size`, 8-aligned (data_offset is page
-        // aligned). Any process may access these bytes at any time: an atomic reference is
-        // sound whatever they do. The same bytes are elsewhere copied with raw pointers only
-        // where the protocol orders those copies against every atomic access (see `ring`).
+        // SAFETY: as in `Data::word`; the reference is bounded by `&self`, which keeps the
+        // memory alive.
         unsafe {
             &*(self
                 .base
                 .as_ptr()
                 .add((self.geo.data_offset + idx) as usize) as *const AtomicU64)
-        }
-    }
-
-    /// Raw pointer to data-ring byte `idx` (`idx <= capacity`: a zero-length payload may
-    /// start right at the end).
-    #[inline]
-    fn data_ptr(&self, idx: u64) -> *mut u8 {
-        debug_assert!(idx <= self.geo.capacity);
-        let idx = idx.min(self.geo.capacity);
-        // SAFETY: `data_offset + capacity == total_size`: in bounds or one past the end.
-        unsafe {
-            self.base
-                .as_ptr()
-                .add((self.geo.data_offset + idx) as usize)
         }
     }
 
@@ -259,107 +243,21 @@ impl Region {
         matches!(self.backing, Backing::Heap { .. })
     }
 
-    /// Copy `src` into the ring at the 8-aligned payload index `idx`.
-    ///
-    /// In a mapped segment this is a plain copy: lossy readers live in other processes (or
-    /// read through another mapping) and read with atomics. In a heap ring, lossy readers are
-    /// threads of this process that may load these words concurrently (they validate the
-    /// copy afterwards), so the copy is made of word-sized atomic stores (the trailing
-    /// partial word is written whole: records are 8-aligned, so it lies inside the record).
+    /// A view of the data ring for the hot path: a pointer and a mask, kept by a handle beside
+    /// its `Arc<Region>`, so reaching a word costs no pointer chase.
     ///
     /// # Safety
-    /// `idx` is 8-aligned, `idx + align8(src.len()) <= capacity`, and the protocol gives the
-    /// caller exclusive write access to those bytes: no lossless consumer reads them before
-    /// they are published.
-    #[inline]
-    pub(crate) unsafe fn copy_in(&self, idx: u64, src: &[u8]) {
-        if self.is_heap() {
-            let mut chunks = src.chunks_exact(8);
-            let mut at = idx;
-            for c in &mut chunks {
-                let v = u64::from_ne_bytes(c.try_into().expect("chunk of 8"));
-                // Relaxed: published by the record's Release stamp store.
-                self.word(at).store(v, Ordering::Relaxed);
-                at += 8;
-            }
-            let rest = chunks.remainder();
-            if !rest.is_empty() {
-                let mut w = [0u8; 8];
-                w[..rest.len()].copy_from_slice(rest);
-                // Relaxed: as above.
-                self.word(at)
-                    .store(u64::from_ne_bytes(w), Ordering::Relaxed);
-            }
-            return;
+    /// The view (and every copy of it) is used only while this region lives.
+    pub(crate) unsafe fn data(&self) -> Data {
+        Data {
+            // SAFETY: `data_offset < total_size`: inside the memory.
+            base: unsafe {
+                NonNull::new_unchecked(self.base.as_ptr().add(self.geo.data_offset as usize))
+            },
+            mask8: self.geo.mask & !7,
+            capacity: self.geo.capacity,
+            heap: self.is_heap(),
         }
-        // SAFETY: bounds and exclusivity are the caller's contract.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.data_ptr(idx), src.len()) }
-    }
-
-    /// Copy ring bytes at the 8-aligned payload index `idx` into `dst` with word-sized
-    /// atomic loads: the producer may be overwriting them concurrently (the reader validates
-    /// the copy afterwards). Atomic, not volatile: a volatile read racing with a write is
-    /// still a data race in Rust's memory model; a relaxed atomic load is not, and compiles
-    /// to a plain load on x86-64 and aarch64. The trailing partial word is loaded whole (it
-    /// lies inside the 8-aligned record). Memory safe whatever `idx` is (words are masked).
-    pub(crate) fn copy_out_atomic(&self, idx: u64, dst: &mut [u8]) {
-        let mut at = idx;
-        let mut chunks = dst.chunks_exact_mut(8);
-        for c in &mut chunks {
-            // Relaxed: validated by the caller's fence(Acquire) and claim check (seqlock).
-            c.copy_from_slice(&self.word(at).load(Ordering::Relaxed).to_ne_bytes());
-            at += 8;
-        }
-        let rest = chunks.into_remainder();
-        if !rest.is_empty() {
-            // Relaxed: as above.
-            let w = self.word(at).load(Ordering::Relaxed).to_ne_bytes();
-            rest.copy_from_slice(&w[..rest.len()]);
-        }
-    }
-
-    /// Copy ring bytes at `idx` into `dst`.
-    ///
-    /// # Safety
-    /// `idx + dst.len() <= capacity`, and the protocol guarantees that nobody writes those
-    /// bytes concurrently (a published record at or above the reader's released cursor).
-    #[inline]
-    pub(crate) unsafe fn copy_out(&self, idx: u64, dst: &mut [u8]) {
-        // SAFETY: bounds and the absence of writers are the caller's contract.
-        unsafe { std::ptr::copy_nonoverlapping(self.data_ptr(idx), dst.as_mut_ptr(), dst.len()) }
-    }
-
-    /// The `len` payload bytes at `idx`, borrowed in place.
-    ///
-    /// # Safety
-    /// `idx + len <= capacity`, and for the returned lifetime nobody writes those bytes: the
-    /// protocol keeps the producer (in any process) off them, which holds for a published
-    /// record at or above the cursor of a lossless consumer that may not be evicted while
-    /// alive.
-    #[inline]
-    pub(crate) unsafe fn payload(&self, idx: u64, len: usize) -> &[u8] {
-        // SAFETY: the caller's contract.
-        unsafe { std::slice::from_raw_parts(self.data_ptr(idx), len) }
-    }
-
-    /// The `len` payload bytes at `idx`, to be written in place.
-    ///
-    /// # Safety
-    /// A mapped region only (on the heap, lossy readers of this process could load the
-    /// same words: write them with [`Region::copy_in`]); `idx + len <= capacity`; for the
-    /// returned lifetime the caller has exclusive access to those bytes in this process
-    /// (an uncommitted reservation, which the gate keeps clear of every unreleased record
-    /// and no lossless reader reads before it is published). Lossy readers in other
-    /// processes may load the same bytes through their own mappings; they validate what they
-    /// copied and discard it if the producer wrote meanwhile.
-    #[inline]
-    // Exclusivity comes from the ring protocol, stated in the contract above, not from `&mut
-    // self`: the region is shared by every handle of the process.
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn payload_mut(&self, idx: u64, len: usize) -> &mut [u8] {
-        debug_assert!(!self.is_heap());
-        // SAFETY: the caller's contract.
-        unsafe { std::slice::from_raw_parts_mut(self.data_ptr(idx), len) }
     }
 
     /// Take liveness lock `id` without blocking: `Ok(false)` if a live owner holds it.
@@ -438,11 +336,156 @@ impl Region {
         };
         byte.store(value, Ordering::Relaxed);
     }
+}
+
+/// The data ring of a region, as a process-private view (see [`Region::data`]): every raw
+/// access to the ring's bytes is a method here.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Data {
+    /// Data-ring byte 0.
+    base: NonNull<u8>,
+    /// `(capacity - 1) & !7`: masks an index into the ring and down to a word.
+    mask8: u64,
+    capacity: u64,
+    /// A heap ring: lossy readers are threads of this process.
+    heap: bool,
+}
+
+// SAFETY: a view of memory shared by threads and processes, accessed only through atomics
+// or through the `unsafe` copies and slices below, whose contracts carry the exclusivity;
+// `Region::data` requires that it not outlive its region.
+unsafe impl Send for Data {}
+// SAFETY: as above.
+unsafe impl Sync for Data {}
+
+impl Data {
+    /// The 8-byte word of the data ring at index `idx` (masked into the ring, rounded down
+    /// to 8 bytes, so it is in bounds whatever the caller computed).
+    #[inline(always)]
+    pub(crate) fn word(&self, idx: u64) -> &AtomicU64 {
+        // SAFETY: `idx & mask8 + 8 <= capacity`, 8-aligned (the data ring is page aligned),
+        // inside the region, which lives as long as this view (`Region::data`). Any process
+        // may access these bytes at any time: an atomic reference is sound whatever they
+        // do. The same bytes are elsewhere copied with raw pointers only where the protocol
+        // orders those copies against every atomic access (see `ring`).
+        unsafe { &*(self.base.as_ptr().add((idx & self.mask8) as usize) as *const AtomicU64) }
+    }
+
+    /// Raw pointer to data-ring byte `idx` (`idx <= capacity`: a zero-length payload may
+    /// start right at the end).
+    #[inline(always)]
+    fn ptr(&self, idx: u64) -> *mut u8 {
+        debug_assert!(idx <= self.capacity);
+        let idx = idx.min(self.capacity);
+        // SAFETY: in bounds or one past the end of the data ring.
+        unsafe { self.base.as_ptr().add(idx as usize) }
+    }
+
+    /// Copy `src` into the ring at the 8-aligned payload index `idx`.
+    ///
+    /// In a mapped segment this is a plain copy: lossy readers live in other processes (or
+    /// read through another mapping) and read with atomics. In a heap ring, lossy readers are
+    /// threads of this process that may load these words concurrently (they validate the
+    /// copy afterwards), so the copy is made of word-sized atomic stores (the trailing
+    /// partial word is written whole: records are 8-aligned, so it lies inside the record).
+    ///
+    /// # Safety
+    /// `idx` is 8-aligned, `idx + align8(src.len()) <= capacity`, and the protocol gives the
+    /// caller exclusive write access to those bytes: no lossless consumer reads them before
+    /// they are published.
+    #[inline]
+    pub(crate) unsafe fn copy_in(&self, idx: u64, src: &[u8]) {
+        if self.heap {
+            let mut chunks = src.chunks_exact(8);
+            let mut at = idx;
+            for c in &mut chunks {
+                let v = u64::from_ne_bytes(c.try_into().expect("chunk of 8"));
+                // Relaxed: published by the record's Release stamp store.
+                self.word(at).store(v, Ordering::Relaxed);
+                at += 8;
+            }
+            let rest = chunks.remainder();
+            if !rest.is_empty() {
+                let mut w = [0u8; 8];
+                w[..rest.len()].copy_from_slice(rest);
+                // Relaxed: as above.
+                self.word(at)
+                    .store(u64::from_ne_bytes(w), Ordering::Relaxed);
+            }
+            return;
+        }
+        // SAFETY: bounds and exclusivity are the caller's contract.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr(idx), src.len()) }
+    }
+
+    /// Copy ring bytes at the 8-aligned payload index `idx` into `dst` with word-sized
+    /// atomic loads: the producer may be overwriting them concurrently (the reader validates
+    /// the copy afterwards). Atomic, not volatile: a volatile read racing with a write is
+    /// still a data race in Rust's memory model; a relaxed atomic load is not, and compiles
+    /// to a plain load on x86-64 and aarch64. The trailing partial word is loaded whole (it
+    /// lies inside the 8-aligned record). Memory safe whatever `idx` is (words are masked).
+    pub(crate) fn copy_out_atomic(&self, idx: u64, dst: &mut [u8]) {
+        let mut at = idx;
+        let mut chunks = dst.chunks_exact_mut(8);
+        for c in &mut chunks {
+            // Relaxed: validated by the caller's fence(Acquire) and claim check (seqlock).
+            c.copy_from_slice(&self.word(at).load(Ordering::Relaxed).to_ne_bytes());
+            at += 8;
+        }
+        let rest = chunks.into_remainder();
+        if !rest.is_empty() {
+            // Relaxed: as above.
+            let w = self.word(at).load(Ordering::Relaxed).to_ne_bytes();
+            rest.copy_from_slice(&w[..rest.len()]);
+        }
+    }
+
+    /// Copy ring bytes at `idx` into `dst`.
+    ///
+    /// # Safety
+    /// `idx + dst.len() <= capacity`, and the protocol guarantees that nobody writes those
+    /// bytes concurrently (a published record at or above the reader's released cursor).
+    #[inline]
+    pub(crate) unsafe fn copy_out(&self, idx: u64, dst: &mut [u8]) {
+        // SAFETY: bounds and the absence of writers are the caller's contract.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr(idx), dst.as_mut_ptr(), dst.len()) }
+    }
+
+    /// The `len` payload bytes at `idx`, borrowed in place.
+    ///
+    /// # Safety
+    /// `idx + len <= capacity`; the view's region outlives the returned slice; and for its
+    /// lifetime nobody writes those bytes: the protocol keeps the producer (in any process)
+    /// off them, which holds for a published record at or above the cursor of a lossless
+    /// consumer that may not be evicted while alive.
+    #[inline(always)]
+    pub(crate) unsafe fn payload<'a>(&self, idx: u64, len: usize) -> &'a [u8] {
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts(self.ptr(idx), len) }
+    }
+
+    /// The `len` payload bytes at `idx`, to be written in place.
+    ///
+    /// # Safety
+    /// A mapped region only (on the heap, lossy readers of this process could load the
+    /// same words: write them with [`Data::copy_in`]); `idx + len <= capacity`; the view's
+    /// region outlives the returned slice; for its lifetime the caller has exclusive access
+    /// to those bytes in this process (an uncommitted reservation, which the gate keeps
+    /// clear of every unreleased record and no lossless reader reads before it is
+    /// published). Lossy readers in other processes may load the same bytes through their
+    /// own mappings; they validate what they copied and discard it if the producer wrote
+    /// meanwhile.
+    #[inline]
+    pub(crate) unsafe fn payload_mut<'a>(&self, idx: u64, len: usize) -> &'a mut [u8] {
+        debug_assert!(!self.heap);
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr(idx), len) }
+    }
 
     /// Address of data-ring byte 0 (tests check where a borrowed message points).
     #[cfg(any(feature = "test-hooks", fuzzing))]
-    pub(crate) fn data_start(&self) -> usize {
-        self.data_ptr(0) as usize
+    pub(crate) fn start(&self) -> usize {
+        self.base.as_ptr() as usize
     }
 }
 

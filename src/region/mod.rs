@@ -17,9 +17,9 @@ mod memory;
 mod model;
 
 #[cfg(not(shmcast_loom))]
-pub(crate) use memory::{Region, Wake};
+pub(crate) use memory::{Data, Region, Wake};
 #[cfg(shmcast_loom)]
-pub(crate) use model::{Region, Wake};
+pub(crate) use model::{Data, Region, Wake};
 
 /// A liveness lock: one per producer and per consumer slot. Held by a live owner for as
 /// long as it is attached; released by the kernel when the owner dies.

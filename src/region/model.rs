@@ -45,6 +45,78 @@ pub(crate) struct Region {
     cv: Condvar,
 }
 
+/// The data ring of a model region (see `memory.rs` `Data`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Data {
+    words: *const Word,
+    mask: u64,
+}
+
+// SAFETY: as the model `Region` (below): loom checks every access through it.
+unsafe impl Send for Data {}
+// SAFETY: as above.
+unsafe impl Sync for Data {}
+
+impl Data {
+    fn cell(&self, at: u64) -> &Word {
+        // SAFETY: the index is masked into the ring; the region outlives the view
+        // (`Region::data`).
+        unsafe { &*self.words.add(((at & self.mask) / 8) as usize) }
+    }
+
+    pub(crate) fn word(&self, idx: u64) -> &AtomicU64 {
+        &self.cell(idx).atom
+    }
+
+    /// Copy `src` into the ring at `idx`: into the cells (loom checks lossless readers
+    /// against these writes) and into the atomic face of the same words (what lossy readers
+    /// copy from, as they do from the real bytes).
+    ///
+    /// # Safety
+    /// As in `memory.rs`: in bounds, and exclusive by the protocol (loom checks the latter).
+    pub(crate) unsafe fn copy_in(&self, idx: u64, src: &[u8]) {
+        for (i, b) in src.iter().enumerate() {
+            let at = idx + i as u64;
+            // SAFETY: loom tracks this access; a racing access fails the model.
+            self.cell(at)
+                .bytes
+                .with_mut(|p| unsafe { (*p)[(at % 8) as usize] = *b });
+        }
+        for (k, chunk) in src.chunks(8).enumerate() {
+            let mut v = [0u8; 8];
+            v[..chunk.len()].copy_from_slice(chunk);
+            self.word(idx + 8 * k as u64)
+                .store(u64::from_ne_bytes(v), Ordering::Relaxed);
+        }
+    }
+
+    /// Lossy copy: atomic loads of the words' atomic face.
+    pub(crate) fn copy_out_atomic(&self, idx: u64, dst: &mut [u8]) {
+        for (k, chunk) in dst.chunks_mut(8).enumerate() {
+            let v = self
+                .word(idx + 8 * k as u64)
+                .load(Ordering::Relaxed)
+                .to_ne_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+
+    /// Copy ring bytes at `idx` into `dst`.
+    ///
+    /// # Safety
+    /// As in `memory.rs`.
+    pub(crate) unsafe fn copy_out(&self, idx: u64, dst: &mut [u8]) {
+        for (i, b) in dst.iter_mut().enumerate() {
+            let at = idx + i as u64;
+            // SAFETY: loom tracks this access; a racing access fails the model.
+            *b = self
+                .cell(at)
+                .bytes
+                .with(|p| unsafe { (*p)[(at % 8) as usize] });
+        }
+    }
+}
+
 // SAFETY: the payload cells are accessed only through `copy_in` / `copy_out`, whose
 // exclusivity is the ring protocol under test: loom reports a racing access (a failed model)
 // instead of letting it happen. Everything else is loom atomics, a loom mutex and a loom
@@ -144,49 +216,14 @@ impl Region {
         &self.words[((idx & self.geo.mask) / 8) as usize].atom
     }
 
-    /// Copy `src` into the ring at `idx`: into the cells (loom checks lossless readers
-    /// against these writes) and into the atomic face of the same words (what lossy readers
-    /// copy from, as they do from the real bytes).
+    /// A view of the data ring, as `memory.rs` gives handles.
     ///
     /// # Safety
-    /// As in `region.rs`: in bounds, and exclusive by the protocol (loom checks the latter).
-    pub(crate) unsafe fn copy_in(&self, idx: u64, src: &[u8]) {
-        for (i, b) in src.iter().enumerate() {
-            let at = idx + i as u64;
-            let w = &self.words[((at & self.geo.mask) / 8) as usize];
-            // SAFETY: loom tracks this access; a racing access fails the model.
-            w.bytes
-                .with_mut(|p| unsafe { (*p)[(at % 8) as usize] = *b });
-        }
-        for (k, chunk) in src.chunks(8).enumerate() {
-            let mut v = [0u8; 8];
-            v[..chunk.len()].copy_from_slice(chunk);
-            self.word(idx + 8 * k as u64)
-                .store(u64::from_ne_bytes(v), Ordering::Relaxed);
-        }
-    }
-
-    /// Lossy copy: atomic loads of the words' atomic face.
-    pub(crate) fn copy_out_atomic(&self, idx: u64, dst: &mut [u8]) {
-        for (k, chunk) in dst.chunks_mut(8).enumerate() {
-            let v = self
-                .word(idx + 8 * k as u64)
-                .load(Ordering::Relaxed)
-                .to_ne_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-
-    /// Copy ring bytes at `idx` into `dst`.
-    ///
-    /// # Safety
-    /// As in `region.rs`.
-    pub(crate) unsafe fn copy_out(&self, idx: u64, dst: &mut [u8]) {
-        for (i, b) in dst.iter_mut().enumerate() {
-            let at = idx + i as u64;
-            let w = &self.words[((at & self.geo.mask) / 8) as usize];
-            // SAFETY: loom tracks this access; a racing access fails the model.
-            *b = w.bytes.with(|p| unsafe { (*p)[(at % 8) as usize] });
+    /// The view is used only while this region lives.
+    pub(crate) unsafe fn data(&self) -> Data {
+        Data {
+            words: self.words.as_ptr(),
+            mask: self.geo.mask,
         }
     }
 

@@ -17,7 +17,7 @@ use crate::layout::{
     record_size, slot_generation, slot_state, unpublished_seq, KIND_MESSAGE, KIND_PADDING,
     MAX_POSITION, SLOT_EVICTABLE, SLOT_FREE, SLOT_LOSSLESS, SLOT_LOSSY,
 };
-use crate::region::{LockId, Region};
+use crate::region::{Data, LockId, Region};
 use crate::ring::{eventcount, ConsumerStats, StartAt};
 use crate::sync::atomic::{fence, Ordering::*};
 use std::sync::Arc;
@@ -39,6 +39,8 @@ pub(crate) enum Mode {
 /// `lossy.rs`, sleeping in `eventcount.rs`.
 pub(crate) struct RingConsumer {
     pub(super) region: Arc<Region>,
+    /// The data ring's view; `region` keeps it valid.
+    pub(super) data: Data,
     pub(super) d: Dims,
     pub(super) slot: u32,
     /// Our registration in the slot's state word.
@@ -128,6 +130,8 @@ impl RingConsumer {
             empty_polls: 0,
             probe: Probe::default(),
             stats: ConsumerStats::default(),
+            // SAFETY: kept beside the `Arc` that keeps the region alive.
+            data: unsafe { region.data() },
             region,
         };
         let generation = slot_generation(previous);
@@ -194,10 +198,10 @@ impl RingConsumer {
             // The stamp at the start is either the record's position (published: its seq
             // word holds the number) or the unpublished stamp carrying the number. Acquire
             // pairs with the Release stamp store in `writer.rs` `publish_stamps`.
-            let stamp = region.word(idx).load(Acquire);
+            let stamp = self.data.word(idx).load(Acquire);
             let seq = if stamp == c {
                 // Relaxed: validated below.
-                Some(region.word(idx + 8).load(Relaxed))
+                Some(self.data.word(idx + 8).load(Relaxed))
             } else {
                 unpublished_seq(stamp)
             };
@@ -265,14 +269,14 @@ impl RingConsumer {
             }
             let idx = q & self.d.mask;
             // Acquire pairs with the Release stamp store in `writer.rs` `publish_stamps`.
-            if self.region.word(idx).load(Acquire) != q {
+            if self.data.word(idx).load(Acquire) != q {
                 return tail;
             }
             if q >= floor {
                 return q;
             }
             // Relaxed: ordered by the stamp load.
-            let m = self.region.word(idx + 16).load(Relaxed);
+            let m = self.data.word(idx + 16).load(Relaxed);
             let (len, kind) = (m & 0xffff_ffff, (m >> 32) as u32);
             let room = self.d.cap - idx;
             q = match kind {

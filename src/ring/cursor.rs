@@ -73,7 +73,7 @@ impl RingConsumer {
     pub(super) fn parse(&self, c: u64, idx: u64) -> Result<Parsed, Corruption> {
         let room = self.d.cap - idx;
         // Relaxed: ordered after the caller's Acquire stamp load.
-        let m = self.region.word(idx + 16).load(Relaxed);
+        let m = self.data.word(idx + 16).load(Relaxed);
         let (len, kind) = (m & 0xffff_ffff, (m >> 32) as u32);
         let corrupt = |reason, value| Corruption {
             position: c,
@@ -121,14 +121,14 @@ impl RingConsumer {
             }
             // Acquire pairs with the producer's Release stamp store in `writer.rs`
             // `publish_stamps`.
-            let stamp = self.region.word(idx).load(Acquire);
+            let stamp = self.data.word(idx).load(Acquire);
             if stamp != c {
                 return self.not_published(c, stamp);
             }
             match self.parse(c, idx).map_err(RecvTimeoutError::Corrupt)? {
                 Parsed::Message { len, end } => {
                     // Relaxed: ordered by the stamp load.
-                    let seq = self.region.word(idx + 8).load(Relaxed);
+                    let seq = self.data.word(idx + 8).load(Relaxed);
                     let rec = Record {
                         pos: c,
                         idx: idx + HDR,
@@ -151,7 +151,7 @@ impl RingConsumer {
     /// meanwhile, which it can only do after evicting us.
     fn copy_validated(&mut self, rec: &Record) -> Result<(), RecvTimeoutError> {
         self.copy.resize(rec.len, 0);
-        self.region.copy_out_atomic(rec.idx, &mut self.copy);
+        self.data.copy_out_atomic(rec.idx, &mut self.copy);
         // Seqlock validation: pairs with the fence after the claim store in `gate.rs`
         // `refresh` (had any byte we copied been overwritten, we see the claim that
         // allowed it). Acquire on the claim load: then its eviction, which came first,
@@ -210,7 +210,7 @@ impl RingConsumer {
         // self`: a live `InPlace` consumer is never evicted (the producer evicts live slots
         // only if they registered as evictable, or if a peer corrupted the slot table,
         // outside the protocol).
-        unsafe { self.region.payload(rec.idx, rec.len) }
+        unsafe { self.data.payload(rec.idx, rec.len) }
     }
 
     /// Copy the payload of `rec` (the record this consumer holds) into `dst`.
@@ -222,7 +222,7 @@ impl RingConsumer {
             return;
         }
         // SAFETY: as in `payload`: in bounds, and not written until we release it.
-        unsafe { self.region.copy_out(rec.idx, dst) }
+        unsafe { self.data.copy_out(rec.idx, dst) }
     }
 
     /// Release `rec` (the record just read): the producer may overwrite it once the cursor
@@ -316,7 +316,7 @@ impl RingConsumer {
             return Ok(());
         }
         // Relaxed: ordered by the Acquire tail load.
-        let stamp = self.region.word(c & self.d.mask).load(Relaxed);
+        let stamp = self.data.word(c & self.d.mask).load(Relaxed);
         if stamp == c {
             return Ok(());
         }
@@ -354,7 +354,7 @@ impl RingConsumer {
     pub(super) fn ready(&self) -> bool {
         let c = self.d.skip_short(self.cursor);
         // Relaxed: only a hint; the poll that follows loads with Acquire.
-        self.region.word(c & self.d.mask).load(Relaxed) == c
+        self.data.word(c & self.d.mask).load(Relaxed) == c
             || (self.mode == Mode::Lossy && self.lapped(c))
     }
 

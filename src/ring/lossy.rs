@@ -63,7 +63,7 @@ impl RingConsumer {
             }
             // Acquire pairs with the producer's Release stamp store in `writer.rs`
             // `publish_stamps`.
-            let stamp = self.region.word(idx).load(Acquire);
+            let stamp = self.data.word(idx).load(Acquire);
             if stamp != c {
                 // Seqlock: pairs with the fence after the claim store in `gate.rs` `refresh`.
                 fence(Acquire);
@@ -74,11 +74,11 @@ impl RingConsumer {
                 return Ok(None);
             }
             // Relaxed: ordered by the stamp load, validated below.
-            let seq = self.region.word(idx + 8).load(Relaxed);
+            let seq = self.data.word(idx + 8).load(Relaxed);
             let parsed = self.parse(c, idx);
             if let Ok(Parsed::Message { len, .. }) = parsed {
                 dst.resize(len as usize, 0);
-                self.region.copy_out_atomic(idx + HDR, dst);
+                self.data.copy_out_atomic(idx + HDR, dst);
             }
             // Seqlock validation: pairs with the producer's fence after it raised `claim`
             // (in `gate.rs` `refresh`): had any byte we read been overwritten, we would see

@@ -12,7 +12,7 @@ use crate::error::{SendTimeoutError, TrySendError};
 use crate::layout::{
     record_size, unpublished, KIND_MESSAGE, KIND_PADDING, MAX_POSITION, PRODUCER_CLOSED,
 };
-use crate::region::{LockId, Region};
+use crate::region::{Data, LockId, Region};
 use crate::sync::atomic::Ordering::*;
 use crate::wait::{Step, WaitPolicy};
 use std::sync::Arc;
@@ -57,6 +57,8 @@ impl Reservation {
 /// The producer side of a ring.
 pub(crate) struct RingProducer {
     pub(super) region: Arc<Region>,
+    /// The data ring's view; `region` keeps it valid.
+    pub(super) data: Data,
     pub(super) d: Dims,
     pub(super) max_consumers: u32,
     /// Claims grow by this much (an eighth of the ring) at a time.
@@ -109,6 +111,8 @@ impl RingProducer {
         let chunk = d.cap / 8;
         RingProducer {
             max_consumers: region.geometry().max_consumers,
+            // SAFETY: kept beside the `Arc` that keeps the region alive.
+            data: unsafe { region.data() },
             region,
             d,
             claim_chunk: chunk,
@@ -263,10 +267,7 @@ impl RingProducer {
         if !self.region.is_heap() {
             // SAFETY: as in `reserved_mut`; a shared borrow of `self` keeps `reserved_mut`
             // and `commit` away for its lifetime.
-            return unsafe {
-                self.region
-                    .payload((res.pos + HDR) & self.d.mask, res.len())
-            };
+            return unsafe { self.data.payload((res.pos + HDR) & self.d.mask, res.len()) };
         }
         &bytemuck::cast_slice(&self.staging)[..res.len()]
     }
@@ -286,7 +287,7 @@ impl RingProducer {
             // consumer reads them before `commit` publishes them; `&mut self` makes this the
             // only reference in this process. Lossy readers in other processes (or through
             // other mappings) validate what they copy and discard it if we wrote meanwhile.
-            return unsafe { self.region.payload_mut(idx, res.len()) };
+            return unsafe { self.data.payload_mut(idx, res.len()) };
         }
         &mut bytemuck::cast_slice_mut(&mut self.staging)[..res.len()]
     }
@@ -300,7 +301,7 @@ impl RingProducer {
             let staged: &[u8] = bytemuck::cast_slice(&self.staging);
             // SAFETY: `res` is the current reservation: in bounds, exclusive (see
             // `reserved_mut`). Heap rings copy in with atomic stores.
-            unsafe { self.region.copy_in(idx, &staged[..res.len()]) };
+            unsafe { self.data.copy_in(idx, &staged[..res.len()]) };
         }
         self.write_record(&res, true);
         self.store_tail();
@@ -315,7 +316,7 @@ impl RingProducer {
         // SAFETY: `res` was just reserved for exactly `msg.len()` bytes: in bounds (no
         // record crosses the ring's end) and exclusive (gated clear of every unreleased
         // record, unpublished until `write_record` below).
-        unsafe { self.region.copy_in(idx, msg) };
+        unsafe { self.data.copy_in(idx, msg) };
         self.write_record(&res, true);
         self.store_tail();
         self.wake_consumers();
@@ -346,7 +347,7 @@ impl RingProducer {
     /// without, the caller publishes it later with [`Self::publish_stamps`].
     #[inline]
     fn write_record(&mut self, res: &Reservation, publish: bool) {
-        let r = &*self.region;
+        let r = &self.data;
         let idx = res.pos & self.d.mask;
         // Relaxed (seq, meta, stamp ahead, padding header): published by the Release stamp
         // store in `publish_stamps`, which orders them before it.
@@ -381,7 +382,7 @@ impl RingProducer {
     /// the batch) are visible to whoever sees the stamp.
     #[inline]
     fn publish_stamps(&self, res: &Reservation) {
-        let r = &*self.region;
+        let r = &self.data;
         if res.pad {
             r.word(res.start).store(res.start, Release);
         }
@@ -445,7 +446,7 @@ impl RingProducer {
         let idx = (res.pos + HDR) & self.d.mask;
         // SAFETY: `res` was just reserved for exactly `msg.len()` bytes (in bounds,
         // exclusive: gated and unpublished until the batch's first stamp is stored).
-        unsafe { self.region.copy_in(idx, msg) };
+        unsafe { self.data.copy_in(idx, msg) };
         self.write_record(res, publish);
     }
 
