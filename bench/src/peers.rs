@@ -412,9 +412,24 @@ mod ix {
         set_log_level(LogLevel::Error);
     }
 
-    fn node() -> io::Result<Node<ipc::Service>> {
+    /// A private iceoryx2 domain for one session (its own file prefix and root directory),
+    /// so the session can remove everything it made, iceoryx2's persistent global
+    /// management segment included, once both processes are done.
+    fn domain(tag: &str) -> io::Result<Config> {
+        let mut c = Config::default();
+        c.global.prefix =
+            FileName::new(format!("{tag}_").as_bytes()).map_err(|e| err("prefix", e))?;
+        let root = std::env::temp_dir().join(tag);
+        let root = format!("{}/", root.display());
+        c.global
+            .set_root_path(&Path::new(root.as_bytes()).map_err(|e| err("root path", e))?);
+        Ok(c)
+    }
+
+    fn node(config: &Config) -> io::Result<Node<ipc::Service>> {
         init();
         NodeBuilder::new()
+            .config(config)
             .signal_handling_mode(SignalHandlingMode::Disabled)
             .create::<ipc::Service>()
             .map_err(|e| err("node", e))
@@ -472,14 +487,35 @@ mod ix {
     }
 
     pub struct Link {
-        // Field order is drop order: ports, then services, then the node.
-        tx: Option<Pub>,
-        rx: Option<Sub>,
+        // Field order is drop order: the loan, ports, then services, then the node.
         /// The next sample, loaned ahead (iceoryx2's benchmark loans before it waits).
         loan: Option<Loan>,
+        tx: Option<Pub>,
+        rx: Option<Sub>,
         size: usize,
-        _services: Vec<Factory>,
-        _node: Node<ipc::Service>,
+        services: Vec<Factory>,
+        node: Option<Node<ipc::Service>>,
+        /// The parent's domain and tag, removed when the parent's side is dropped.
+        owned: Option<(Config, String)>,
+    }
+
+    impl Drop for Link {
+        fn drop(&mut self) {
+            self.loan = None;
+            self.tx = None;
+            self.rx = None;
+            self.services.clear();
+            self.node = None;
+            if let Some((config, tag)) = self.owned.take() {
+                // SAFETY: the domain is private to this session, and the child has dropped
+                // its node before reporting `done` (or has been killed): nothing else uses
+                // the segment.
+                let _ = unsafe {
+                    iceoryx2::testing::remove_global_mgmt_segment::<ipc::Service>(&config)
+                };
+                let _ = std::fs::remove_dir_all(std::env::temp_dir().join(tag));
+            }
+        }
     }
 
     impl Link {
@@ -488,33 +524,37 @@ mod ix {
             dir: Dir,
             ring: RingSize,
         ) -> io::Result<(Box<Self>, Vec<String>)> {
-            let node = node()?;
+            let tag = unique_name("iox2");
+            let config = domain(&tag)?;
+            let node = node(&config)?;
             let buffer = stream_buffer(size, ring.capacity);
-            let ping_name = unique_name("ix-ping");
+            let ping_name = "ping".to_string();
             let ping = service(&node, &ping_name, dir, buffer, true)?;
             let mut spec = vec![
                 ping_name,
                 u8::from(dir == Dir::Both).to_string(),
                 buffer.to_string(),
+                tag.clone(),
             ];
             let mut services = Vec::new();
             let tx = publisher(&ping, size, dir)?;
             services.push(ping);
             let mut rx = None;
             if dir == Dir::Both {
-                let pong_name = unique_name("ix-pong");
+                let pong_name = "pong".to_string();
                 let pong = service(&node, &pong_name, dir, buffer, true)?;
                 rx = Some(subscriber(&pong)?);
                 services.push(pong);
                 spec.push(pong_name);
             }
             let mut l = Box::new(Link {
+                loan: None,
                 tx: Some(tx),
                 rx,
-                loan: None,
                 size,
-                _services: services,
-                _node: node,
+                services,
+                node: Some(node),
+                owned: Some((config, tag)),
             });
             l.reloan()?;
             Ok((l, spec))
@@ -522,7 +562,8 @@ mod ix {
 
         pub fn child(size: usize, spec: &[String]) -> io::Result<Box<Self>> {
             let bad = || other("iceoryx2: bad child spec");
-            let node = node()?;
+            let config = domain(spec.get(3).ok_or_else(bad)?)?;
+            let node = node(&config)?;
             let dir = if spec.get(1).ok_or_else(bad)? == "1" {
                 Dir::Both
             } else {
@@ -533,18 +574,19 @@ mod ix {
             let rx = subscriber(&ping)?;
             let mut services = vec![ping];
             let mut tx = None;
-            if let Some(pong_name) = spec.get(3) {
+            if let Some(pong_name) = spec.get(4) {
                 let pong = service(&node, pong_name, dir, buffer, false)?;
                 tx = Some(publisher(&pong, size, dir)?);
                 services.push(pong);
             }
             let mut l = Box::new(Link {
+                loan: None,
                 tx,
                 rx: Some(rx),
-                loan: None,
                 size,
-                _services: services,
-                _node: node,
+                services,
+                node: Some(node),
+                owned: None,
             });
             l.reloan()?;
             Ok(l)

@@ -26,9 +26,11 @@ pub fn round_trips(kinds: &[Kind], plan: &RtPlan, opts: &Opts, quiet: bool) -> R
     })
 }
 
-/// Overwrite the progress line on standard error (nothing if `quiet`).
+/// Overwrite the progress line on standard error (nothing if `quiet` or if standard error
+/// is not a terminal).
 pub fn progress(quiet: bool, what: std::fmt::Arguments<'_>) {
-    if !quiet {
+    use std::io::IsTerminal;
+    if !quiet && std::io::stderr().is_terminal() {
         eprint!("\r\x1b[K{what}");
     }
 }
