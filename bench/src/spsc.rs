@@ -74,10 +74,10 @@ impl Spsc {
     pub fn open(fd: std::os::fd::OwnedFd, size: usize, slots: u64) -> io::Result<Spsc> {
         let page = SharedPage::from_fd(fd)?;
         let stride = (size.max(8) + 7) & !7;
-        if !slots.is_power_of_two() || SLOTS_AT + stride * slots as usize > page.len() {
+        if !slots.is_power_of_two() || SLOTS_AT + stride * slots as usize > page.size() {
             return Err(io::Error::other(format!(
                 "stream floor: {slots} slots of {stride} B do not fit a {} B mapping",
-                page.len()
+                page.size()
             )));
         }
         Ok(Spsc {

@@ -181,7 +181,7 @@ impl SharedPage {
     }
 
     /// Bytes mapped.
-    pub fn len(&self) -> usize {
+    pub fn size(&self) -> usize {
         self.len
     }
 
@@ -192,7 +192,7 @@ impl SharedPage {
 
     /// The atomic at `offset` (a multiple of 8 below `len`).
     pub fn atomic(&self, offset: usize) -> &AtomicU64 {
-        assert!(offset % 8 == 0 && offset + 8 <= self.len);
+        assert!(offset.is_multiple_of(8) && offset + 8 <= self.len);
         // SAFETY: in bounds and 8-aligned (the mapping is page aligned); the mapping lives
         // as long as `self`; both processes access these 8 bytes only through atomics.
         unsafe { &*(self.ptr.add(offset) as *const AtomicU64) }
