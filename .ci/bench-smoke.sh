@@ -33,7 +33,8 @@ step "pingpong, tiny counts"
   --budget-secs 0.1 --throughput-secs 0.01
 
 step "callgrind instruction counts, tiny counts"
-BURSTS=20 WARMUP=5 bash bench/callgrind.sh
+# The build above has every feature: reuse it.
+FEATURES=full BURSTS=20 WARMUP=5 bash bench/callgrind.sh
 
 step "producer/consumer demo: 2000 messages through a named segment"
 name="shmcast-smoke-$$"

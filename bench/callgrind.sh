@@ -15,6 +15,8 @@
 #   BURSTS=5000 bash bench/callgrind.sh        # more bursts (the default 2000 is plenty)
 #   PEERS=0 bash bench/callgrind.sh            # shmcast only (no ringfire build)
 #   SCENARIOS="shmcast shmcast-batch" bash bench/callgrind.sh
+#   FEATURES=full bash bench/callgrind.sh      # build with these features (default: peers),
+#                                              # e.g. to reuse a build made with them
 #
 # Output: '#' comment lines, then one row per figure, whitespace-separated:
 #   scenario  op  instructions_per_msg  collected_instructions  messages
@@ -37,7 +39,7 @@ fi
 features=()
 default_scenarios="shmcast shmcast-batch shmcast-fanout-1 shmcast-fanout-4 shmcast-fanout-16"
 if [ "$PEERS" = 1 ]; then
-  features=(--features peers)
+  features=(--features "${FEATURES:-peers}")
   default_scenarios="$default_scenarios ringfire ringfire-lossless"
 fi
 read -r -a scenarios <<<"${SCENARIOS:-$default_scenarios}"

@@ -17,7 +17,7 @@
 pub mod args;
 pub mod child;
 pub mod measure;
-#[cfg(feature = "peers")]
+#[cfg(any(feature = "ringfire", feature = "iceoryx2"))]
 pub mod peers;
 pub mod report;
 pub mod spsc;

@@ -752,9 +752,12 @@ pub fn memcpy_bandwidth(size: usize, footprint: usize, target: Duration) -> f64 
     (copies * size as u64) as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Ring B of the jitter figure: a pacer process producing one message every `gap` and an
-/// adaptive consumer process, both unpinned (on this 2-CPU machine they run on ring A's
-/// CPUs whenever they wake, as unrelated processes on a busy host would).
+/// Ring B of the jitter figure: a pacer process producing one message every `gap` and a
+/// consumer process with `WaitPolicy::Adaptive { spins: 0, yields: 0 }`, so it goes to
+/// sleep on its futex before every message and is woken for each (with the default spin
+/// and yield phases, a loaded 2-CPU machine often keeps it yielding until the next message
+/// instead). Both unpinned: on this 2-CPU machine they run on ring A's CPUs whenever they
+/// wake, as unrelated processes on a busy host would.
 pub struct RingB {
     pacer: Child,
     sink: Child,
@@ -773,14 +776,14 @@ pub struct RingBReport {
 }
 
 impl RingB {
-    /// Start the pacer (one 64 B message every `gap`) and its adaptive consumer.
+    /// Start the pacer (one 64 B message every `gap`) and its sleeping consumer.
     pub fn start(gap: Duration) -> io::Result<RingB> {
         let name = transport::unique_name("ringb");
         let spec = [name.clone(), gap.as_micros().max(1).to_string()];
         let mut pacer = Child::spawn(Role::Pacer, Kind::ShmAdaptive, 64, false, 1, &spec, &[])?;
         pacer.expect("ready")?;
         let sink_spec = [name, (64 << 10).to_string()];
-        let mut sink = Child::spawn(Role::Sink, Kind::ShmAdaptive, 64, false, 1, &sink_spec, &[])?;
+        let mut sink = Child::spawn(Role::Sink, Kind::ShmSleep, 64, false, 1, &sink_spec, &[])?;
         sink.expect("ready")?;
         Ok(RingB {
             pacer,

@@ -101,6 +101,7 @@ pub fn supported_size(kind_name: &str, size: usize) -> io::Result<()> {
 // ---------------------------------------------------------------------------------------
 // ringfire
 
+#[cfg(feature = "ringfire")]
 mod rf {
     use super::*;
     use ringfire::{FlowControl, RingConsumer, RingProducer, RingProducerBuilder};
@@ -290,15 +291,18 @@ mod rf {
     }
 }
 
+#[cfg(feature = "ringfire")]
 pub use rf::Bytes;
 
 /// ringfire's producer and consumer for `N`-byte messages at `path` (for the instruction
 /// counts, which drive them directly).
+#[cfg(feature = "ringfire")]
 pub mod ringfire_direct {
     pub use super::rf::{consumer, producer};
 }
 
 /// Dispatch `$body` with `$n` bound to the const message size `size`.
+#[cfg(feature = "ringfire")]
 macro_rules! with_size {
     ($size:expr, $n:ident => $body:expr) => {
         match $size {
@@ -334,6 +338,7 @@ macro_rules! with_size {
 pub type Parent = (Box<dyn PeerLink>, Vec<String>, Option<String>);
 
 /// Create the parent's side of a ringfire ring (lossless or not) for `size`-byte messages.
+#[cfg(feature = "ringfire")]
 pub fn ringfire_parent(
     size: usize,
     dir: Dir,
@@ -347,6 +352,7 @@ pub fn ringfire_parent(
 }
 
 /// The child's ringfire side from the parent's spec.
+#[cfg(feature = "ringfire")]
 pub fn ringfire_child(size: usize, spec: &[String]) -> io::Result<Box<dyn PeerLink>> {
     with_size!(size, N => Ok(rf::Link::<N>::child(spec)? as Box<dyn PeerLink>))
 }
@@ -354,6 +360,7 @@ pub fn ringfire_child(size: usize, spec: &[String]) -> io::Result<Box<dyn PeerLi
 // ---------------------------------------------------------------------------------------
 // iceoryx2
 
+#[cfg(feature = "iceoryx2")]
 mod ix {
     use super::*;
     use iceoryx2::port::publisher::Publisher;
@@ -638,12 +645,14 @@ mod ix {
 }
 
 /// The parent's iceoryx2 side: (link, child spec).
+#[cfg(feature = "iceoryx2")]
 pub fn iceoryx2_parent(size: usize, dir: Dir, ring: RingSize) -> io::Result<Parent> {
     let (l, spec) = ix::Link::parent(size, dir, ring)?;
     Ok((l as Box<dyn PeerLink>, spec, None))
 }
 
 /// The child's iceoryx2 side from the parent's spec.
+#[cfg(feature = "iceoryx2")]
 pub fn iceoryx2_child(size: usize, spec: &[String]) -> io::Result<Box<dyn PeerLink>> {
     Ok(ix::Link::child(size, spec)? as Box<dyn PeerLink>)
 }

@@ -8,7 +8,7 @@
 //! The peers (ringfire, iceoryx2) are in [`crate::peers`], behind the `peers` feature; the
 //! streaming floor is [`crate::spsc`].
 
-#[cfg(feature = "peers")]
+#[cfg(any(feature = "ringfire", feature = "iceoryx2"))]
 use super::peers::{self, PeerLink};
 use super::spsc::Spsc;
 use shmcast::{Consumer, Producer, ProducerStats, RecvError, WaitPolicy};
@@ -159,9 +159,15 @@ impl Kind {
         matches!(self, Kind::ShmSpin | Kind::ShmAdaptive | Kind::Ringfire)
     }
 
-    /// Was it compiled in? Peers need the `peers` feature.
+    /// Was it compiled in? Peers need the `peers` feature (or `ringfire` / `iceoryx2`).
+    // Each arm is a compile-time constant that differs by feature set.
+    #[allow(clippy::match_like_matches_macro)]
     pub fn available(self) -> bool {
-        !self.is_peer() || cfg!(feature = "peers")
+        match self {
+            Kind::Ringfire | Kind::RingfireLossy => cfg!(feature = "ringfire"),
+            Kind::Iceoryx2 => cfg!(feature = "iceoryx2"),
+            _ => true,
+        }
     }
 }
 
@@ -239,7 +245,7 @@ pub enum Link {
     /// The streaming floor (one end).
     Spsc(Spsc),
     /// ringfire or iceoryx2.
-    #[cfg(feature = "peers")]
+    #[cfg(any(feature = "ringfire", feature = "iceoryx2"))]
     Peer(Box<dyn PeerLink>),
 }
 
@@ -256,7 +262,7 @@ impl Link {
             Link::Fd { tx, .. } => tx.as_mut().expect("a sending side").write_all(msg),
             Link::Mq { tx, .. } => mq_send(tx.as_ref().expect("a sending side"), msg),
             Link::Spsc(r) => r.send(msg),
-            #[cfg(feature = "peers")]
+            #[cfg(any(feature = "ringfire", feature = "iceoryx2"))]
             Link::Peer(p) => p.send(msg),
         }
     }
@@ -292,7 +298,7 @@ impl Link {
                 Ok(Some(tag_of(scratch)))
             }
             Link::Spsc(r) => r.recv_tag().map(Some),
-            #[cfg(feature = "peers")]
+            #[cfg(any(feature = "ringfire", feature = "iceoryx2"))]
             Link::Peer(p) => p.recv_tag().map(Some),
         }
     }
@@ -317,7 +323,7 @@ impl Link {
             }
             return Ok(Some(tag));
         }
-        #[cfg(feature = "peers")]
+        #[cfg(any(feature = "ringfire", feature = "iceoryx2"))]
         if let Link::Peer(p) = self {
             return p.echo().map(Some);
         }
@@ -340,7 +346,7 @@ impl Link {
                 .expect("a sending side")
                 .send_batch(msgs)
                 .map_err(other),
-            #[cfg(feature = "peers")]
+            #[cfg(any(feature = "ringfire", feature = "iceoryx2"))]
             Link::Peer(p) => p.send_batch(msgs),
             _ => msgs.iter().try_for_each(|m| self.send(m)),
         }
@@ -365,7 +371,7 @@ impl Link {
                     Err(e) => Err(other(e)),
                 }
             }
-            #[cfg(feature = "peers")]
+            #[cfg(any(feature = "ringfire", feature = "iceoryx2"))]
             Link::Peer(p) => p.recv_batch(max, &mut f).map(Some),
             _ => Ok(self.recv_tag(scratch)?.map(|t| {
                 f(t);
@@ -540,7 +546,7 @@ pub fn check(kind: Kind, size: usize) -> io::Result<()> {
             kind.name()
         )));
     }
-    #[cfg(feature = "peers")]
+    #[cfg(any(feature = "ringfire", feature = "iceoryx2"))]
     peers::supported_size(kind.name(), size)?;
     if kind == Kind::FloorPayload && size > super::measure::FLOOR_PAYLOAD_MAX {
         return Err(other(format!(
@@ -573,7 +579,7 @@ pub struct Prepared {
     /// shmcast round trips: the ring the child creates, which the parent then consumes.
     pong: Option<(String, WaitPolicy)>,
     /// Peers: what the parent attaches once the child is ready.
-    #[cfg_attr(not(feature = "peers"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "ringfire", feature = "iceoryx2")), allow(dead_code))]
     peer_pong: Option<String>,
 }
 
@@ -588,7 +594,7 @@ impl Prepared {
                     .map_err(other)?,
             );
         }
-        #[cfg(feature = "peers")]
+        #[cfg(any(feature = "ringfire", feature = "iceoryx2"))]
         if let (Some(pong), Link::Peer(p)) = (self.peer_pong.take(), &mut self.link) {
             p.after_ready(&pong)?;
         }
@@ -707,18 +713,23 @@ pub fn prepare(kind: Kind, size: usize, dir: Dir, ring: RingSize) -> io::Result<
             pass.push(fd);
             (Link::Spsc(ring), spec, None)
         }
-        #[cfg(feature = "peers")]
-        Kind::Ringfire | Kind::RingfireLossy | Kind::Iceoryx2 => {
-            let (link, spec, pending) = if kind == Kind::Iceoryx2 {
-                peers::iceoryx2_parent(size, dir, ring)?
-            } else {
-                peers::ringfire_parent(size, dir, ring, kind == Kind::Ringfire)?
-            };
+        #[cfg(feature = "ringfire")]
+        Kind::Ringfire | Kind::RingfireLossy => {
+            let (link, spec, pending) =
+                peers::ringfire_parent(size, dir, ring, kind == Kind::Ringfire)?;
             peer_pong = pending;
             (Link::Peer(link), spec, None)
         }
-        #[cfg(not(feature = "peers"))]
-        Kind::Ringfire | Kind::RingfireLossy | Kind::Iceoryx2 => unreachable!("probed above"),
+        #[cfg(feature = "iceoryx2")]
+        Kind::Iceoryx2 => {
+            let (link, spec, pending) = peers::iceoryx2_parent(size, dir, ring)?;
+            peer_pong = pending;
+            (Link::Peer(link), spec, None)
+        }
+        #[cfg(not(feature = "ringfire"))]
+        Kind::Ringfire | Kind::RingfireLossy => unreachable!("checked above"),
+        #[cfg(not(feature = "iceoryx2"))]
+        Kind::Iceoryx2 => unreachable!("checked above"),
         Kind::Floor | Kind::FloorPayload => {
             return Err(other("the floors are not message transports"))
         }
@@ -789,14 +800,20 @@ pub fn open_child(kind: Kind, size: usize, spec: &[String]) -> io::Result<Link> 
             let slots: u64 = arg(1)?.parse().map_err(other)?;
             Link::Spsc(Spsc::open(fd, size, slots)?)
         }
-        #[cfg(feature = "peers")]
+        #[cfg(feature = "ringfire")]
         Kind::Ringfire | Kind::RingfireLossy => Link::Peer(peers::ringfire_child(size, spec)?),
-        #[cfg(feature = "peers")]
+        #[cfg(feature = "iceoryx2")]
         Kind::Iceoryx2 => Link::Peer(peers::iceoryx2_child(size, spec)?),
-        #[cfg(not(feature = "peers"))]
-        Kind::Ringfire | Kind::RingfireLossy | Kind::Iceoryx2 => {
+        #[cfg(not(feature = "ringfire"))]
+        Kind::Ringfire | Kind::RingfireLossy => {
             return Err(other(
-                "peers are not compiled in: build with `--features peers`",
+                "ringfire is not compiled in: build with `--features peers`",
+            ))
+        }
+        #[cfg(not(feature = "iceoryx2"))]
+        Kind::Iceoryx2 => {
+            return Err(other(
+                "iceoryx2 is not compiled in: build with `--features peers`",
             ))
         }
         Kind::Floor | Kind::FloorPayload => {

@@ -140,7 +140,7 @@ fn shmcast(bursts: usize, warmup: usize, capacity: usize, consumers: usize, batc
 
 // ---- ringfire -----------------------------------------------------------------------
 
-#[cfg(feature = "peers")]
+#[cfg(feature = "ringfire")]
 mod rf {
     use super::*;
     use ringfire::{RingConsumer, RingProducer};
@@ -242,11 +242,11 @@ fn real_main() -> Result<(), Box<dyn std::error::Error>> {
             }
             shmcast(bursts, warmup, capacity, k, false)
         }
-        #[cfg(feature = "peers")]
+        #[cfg(feature = "ringfire")]
         "ringfire" => rf::run(bursts, warmup, capacity, false),
-        #[cfg(feature = "peers")]
+        #[cfg(feature = "ringfire")]
         "ringfire-lossless" => rf::run(bursts, warmup, capacity, true),
-        #[cfg(not(feature = "peers"))]
+        #[cfg(not(feature = "ringfire"))]
         "ringfire" | "ringfire-lossless" => {
             return Err("ringfire is not built: add --features peers".into())
         }

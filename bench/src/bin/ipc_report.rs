@@ -43,7 +43,7 @@ const SPECS: &[args::Spec] = &[
     opt("budget-secs", "S", "0.5", "Stop any one round-trip phase of a transport after this long (over all rounds)"),
     opt("throughput-secs", "S", "0.2", "Target duration of each throughput measurement (over all rounds)"),
     opt("idle-secs", "S", "1", "How long each idle consumer blocks"),
-    opt("jitter-iterations", "N", "500000", "Jitter figure: timed 64 B round trips per phase over all rounds"),
+    opt("jitter-iterations", "N", "2000000", "Jitter figure: timed 64 B round trips per phase over all rounds"),
     opt("jitter-gap-us", "US", "1000", "Jitter figure: ring B sends one message every this many microseconds"),
     flag("smoke", "Tiny counts, every code path once, no meaningful numbers (for CI)"),
 ];
@@ -169,10 +169,11 @@ fn real_main() -> Result<(), Box<dyn std::error::Error>> {
         ("rounds", rounds.to_string()),
         (
             "peers",
-            if cfg!(feature = "peers") {
-                "ringfire 0.5.2, iceoryx2 0.10".into()
-            } else {
-                "not built (add --features peers)".to_string()
+            match (cfg!(feature = "ringfire"), cfg!(feature = "iceoryx2")) {
+                (true, true) => "ringfire 0.5.2, iceoryx2 0.10".to_string(),
+                (true, false) => "ringfire 0.5.2 (iceoryx2 not built)".into(),
+                (false, true) => "iceoryx2 0.10 (ringfire not built)".into(),
+                (false, false) => "not built (add --features peers)".into(),
             },
         ),
         ("barrier", measure::barrier_mode()),
@@ -417,7 +418,8 @@ fn real_main() -> Result<(), Box<dyn std::error::Error>> {
             size: 64,
             iters: jitter_iterations,
             warmup,
-            budget: Duration::from_secs_f64(budget_secs.max(1.0) * 4.0),
+            // Every planned round trip runs (the budget is only a guard): p99.9 needs them.
+            budget: Duration::from_secs(60 * rounds),
             rounds,
         };
         let gap = Duration::from_micros(a.value::<u64>("jitter-gap-us")?.max(1));
@@ -434,8 +436,8 @@ fn real_main() -> Result<(), Box<dyn std::error::Error>> {
             format!(
                 "Ring A: shmcast busy-spin round trips between this process and an echo child \
                  (pinning as above). Ring B: in two other, unpinned processes, a producer sends \
-                 one 64 B message every {} µs and an adaptive consumer sleeps on its futex \
-                 between messages (it slept {} times in {:.1} s: {wakes_per_s:.0} wake-ups/s). \
+                 one 64 B message every {} µs and a consumer (Adaptive, no spin, no yield) \
+                 sleeps on its futex before each (it slept {} times in {:.1} s: {wakes_per_s:.0} wake-ups/s). \
                  Phases interleaved over {rounds} rounds, fresh processes each; p99.9 ratio: \
                  median of per-round ratios. Barrier mode: {}.",
                 gap.as_micros(),

@@ -111,10 +111,11 @@ fn real_main() -> Result<(), Box<dyn std::error::Error>> {
         ("rounds", rounds.to_string()),
         (
             "peers",
-            if cfg!(feature = "peers") {
-                "ringfire 0.5.2, iceoryx2 0.10".into()
-            } else {
-                "not built (add --features peers)".to_string()
+            match (cfg!(feature = "ringfire"), cfg!(feature = "iceoryx2")) {
+                (true, true) => "ringfire 0.5.2, iceoryx2 0.10".to_string(),
+                (true, false) => "ringfire 0.5.2 (iceoryx2 not built)".into(),
+                (false, true) => "iceoryx2 0.10 (ringfire not built)".into(),
+                (false, false) => "not built (add --features peers)".into(),
             },
         ),
         ("timer_overhead_ns", format!("{timer:.0}")),
