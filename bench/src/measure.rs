@@ -2,7 +2,7 @@
 //!
 //! - **Round trip**: the parent sends a `size`-byte message, the child sends it back, the
 //!   parent receives it. Timed one by one with `Instant` (every sample includes about one
-//!   clock read: see [`super::sys::timer_overhead_ns`]) into an HDR histogram, after a
+//!   clock read: see [`super::sys::timer_overhead_ns`]), every sample kept, after a
 //!   warm-up; then timed in batches of 64, whose per-round-trip means have almost no clock
 //!   in them (their median is the figure ratios are taken from).
 //! - **One-way throughput**: the parent sends `n` messages back to back, the last one
@@ -12,11 +12,15 @@
 //! - **Fan-out**: the same with `k` consumer processes on one ring.
 //! - **Idle**: a consumer blocks on an empty transport; it reports the CPU time it used
 //!   and how late it woke for the message that ended the wait.
+//! - **Jitter**: busy-spin round trips on one ring while, in other processes, another ring's
+//!   adaptive consumer sleeps and is woken about once a millisecond ([`jitter`]).
+//!
+//! Percentiles are exact (every sample kept, nearest rank: [`crate::stats`]).
 
 use super::child::{Child, Role};
+use super::stats::{median as median_of, Samples};
 use super::sys::{self, SharedPage};
 use super::transport::{self, Dir, Kind, Link, RingSize, ACK, QUIT};
-use hdrhistogram::Histogram;
 use shmcast::ProducerStats;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -42,11 +46,6 @@ impl Default for Opts {
             stream_capacity: 1 << 20,
         }
     }
-}
-
-/// A new histogram of nanoseconds (1 ns to 100 s, 3 significant digits).
-pub fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
 }
 
 // One per session; boxing would add an indirection to the measured path.
@@ -120,19 +119,14 @@ impl RoundTrip {
 
     /// Run `n` round trips, each timed into `hist`, stopping early after `budget`.
     /// Returns how many ran.
-    pub fn timed(
-        &mut self,
-        n: u64,
-        hist: &mut Histogram<u64>,
-        budget: Duration,
-    ) -> io::Result<u64> {
+    pub fn timed(&mut self, n: u64, hist: &mut Samples, budget: Duration) -> io::Result<u64> {
         let start = Instant::now();
         let mut done = 0;
         while done < n {
             let t0 = Instant::now();
             self.one()?;
             let t1 = Instant::now();
-            let _ = hist.record((t1 - t0).as_nanos().max(1) as u64);
+            hist.record((t1 - t0).as_nanos().max(1) as u64);
             done += 1;
             if done % 256 == 0 && t1 - start > budget {
                 break;
@@ -148,7 +142,7 @@ impl RoundTrip {
         &mut self,
         n: u64,
         batch: u64,
-        hist: &mut Histogram<u64>,
+        hist: &mut Samples,
         budget: Duration,
     ) -> io::Result<u64> {
         let start = Instant::now();
@@ -160,7 +154,7 @@ impl RoundTrip {
                 self.one()?;
             }
             let t1 = Instant::now();
-            let _ = hist.record(((t1 - t0).as_nanos() as u64 / b).max(1));
+            hist.record(((t1 - t0).as_nanos() as u64 / b).max(1));
             done += b;
             if t1 - start > budget {
                 break;
@@ -322,8 +316,8 @@ pub fn round_trips(
     progress: &mut dyn FnMut(Kind, u64),
 ) -> Vec<(Kind, Result<RtFigure, String>)> {
     struct Acc {
-        hist: Histogram<u64>,
-        batches: Histogram<u64>,
+        hist: Samples,
+        batches: Samples,
         fig: RtFigure,
         messages: u64,
         wakes: Option<u64>,
@@ -335,8 +329,8 @@ pub fn round_trips(
     let mut acc: Vec<Acc> = kinds
         .iter()
         .map(|_| Acc {
-            hist: histogram(),
-            batches: histogram(),
+            hist: Samples::default(),
+            batches: Samples::default(),
             fig: RtFigure::default(),
             messages: 0,
             wakes: None,
@@ -350,7 +344,7 @@ pub fn round_trips(
                 continue;
             }
             progress(kind, round);
-            let mut batches = histogram();
+            let mut batches = Samples::default();
             let res = (|| -> io::Result<()> {
                 let mut rt = RoundTrip::start(kind, plan.size, opts)?;
                 rt.warm_up(plan.warmup, budget)?;
@@ -364,8 +358,8 @@ pub fn round_trips(
             })();
             match res {
                 Ok(()) => {
-                    a.fig.rounds.push(batches.value_at_quantile(0.5));
-                    let _ = a.batches.add(&batches);
+                    a.fig.rounds.push(batches.quantile(0.5));
+                    a.batches.add(&batches);
                 }
                 Err(e) => a.err = Some(e.to_string()),
             }
@@ -374,16 +368,16 @@ pub fn round_trips(
     kinds
         .iter()
         .zip(acc)
-        .map(|(&k, a)| {
+        .map(|(&k, mut a)| {
             if let Some(e) = a.err {
                 return (k, Err(e));
             }
             let mut f = a.fig;
-            f.p50 = a.hist.value_at_quantile(0.5);
-            f.p99 = a.hist.value_at_quantile(0.99);
-            f.p999 = a.hist.value_at_quantile(0.999);
+            f.p50 = a.hist.quantile(0.5);
+            f.p99 = a.hist.quantile(0.99);
+            f.p999 = a.hist.quantile(0.999);
             f.max = a.hist.max();
-            f.batched_p50 = a.batches.value_at_quantile(0.5);
+            f.batched_p50 = a.batches.quantile(0.5);
             f.wakes_per_msg = a.wakes.map(|w| w as f64 / a.messages.max(1) as f64);
             (k, Ok(f))
         })
@@ -647,17 +641,8 @@ pub fn throughputs(
 }
 
 /// The median of `v` (NaN if empty).
-pub fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
+pub fn median(v: Vec<f64>) -> f64 {
+    median_of(v)
 }
 
 /// Median end-to-end rate over rounds.
@@ -765,4 +750,162 @@ pub fn memcpy_bandwidth(size: usize, footprint: usize, target: Duration) -> f64 
         }
     }
     (copies * size as u64) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Ring B of the jitter figure: a pacer process producing one message every `gap` and a
+/// consumer process with `WaitPolicy::Adaptive { spins: 0, yields: 0 }`, so it goes to
+/// sleep on its futex before every message and is woken for each (with the default spin
+/// and yield phases, a loaded 2-CPU machine often keeps it yielding until the next message
+/// instead). Both unpinned: on this 2-CPU machine they run on ring A's CPUs whenever they
+/// wake, as unrelated processes on a busy host would.
+pub struct RingB {
+    pacer: Child,
+    sink: Child,
+    started: Instant,
+}
+
+/// What ring B did while it ran.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RingBReport {
+    /// Messages the pacer sent.
+    pub sent: u64,
+    /// Futex sleeps of ring B's consumer (each ended by a wake-up).
+    pub sleeps: u64,
+    /// How long it ran.
+    pub secs: f64,
+}
+
+impl RingB {
+    /// Start the pacer (one 64 B message every `gap`) and its sleeping consumer.
+    pub fn start(gap: Duration) -> io::Result<RingB> {
+        let name = transport::unique_name("ringb");
+        let spec = [name.clone(), gap.as_micros().max(1).to_string()];
+        let mut pacer = Child::spawn(Role::Pacer, Kind::ShmAdaptive, 64, false, 1, &spec, &[])?;
+        pacer.expect("ready")?;
+        let sink_spec = [name, (64 << 10).to_string()];
+        let mut sink = Child::spawn(Role::Sink, Kind::ShmSleep, 64, false, 1, &sink_spec, &[])?;
+        sink.expect("ready")?;
+        Ok(RingB {
+            pacer,
+            sink,
+            started: Instant::now(),
+        })
+    }
+
+    /// Stop both processes; what they did.
+    pub fn stop(mut self) -> io::Result<RingBReport> {
+        let secs = self.started.elapsed().as_secs_f64();
+        self.pacer.close_stdin();
+        let p = self.pacer.expect("done")?;
+        let s = self.sink.expect("done")?;
+        let num = |w: &[String], i: usize| -> io::Result<u64> {
+            w.get(i)
+                .and_then(|x| x.parse().ok())
+                .ok_or_else(|| io::Error::other(format!("bad report {w:?}")))
+        };
+        let report = RingBReport {
+            sent: num(&p, 2)?,
+            sleeps: num(&s, 2)?,
+            secs,
+        };
+        self.pacer.wait()?;
+        self.sink.wait()?;
+        Ok(report)
+    }
+}
+
+/// The jitter figure: busy-spin 64 B round trips on ring A with ring B idle and active.
+#[derive(Clone, Debug, Default)]
+pub struct JitterFigure {
+    /// Ring A with no ring B.
+    pub idle: RtFigure,
+    /// Ring A while ring B runs.
+    pub active: RtFigure,
+    /// Median over rounds of the per-round ratio of p99.9s, active over idle.
+    pub p999_ratio: f64,
+    /// What ring B did, over all rounds.
+    pub ring_b: RingBReport,
+}
+
+/// Measure [`JitterFigure`]: in each of `plan.rounds` rounds, ring A (shmcast busy-spin,
+/// `plan.size` bytes, a fresh echo child) runs `plan.warmup` untimed and its share of
+/// `plan.iters` timed round trips with ring B idle, then again with ring B running at one
+/// message per `gap`. `progress` is told the phase and round.
+pub fn jitter(
+    plan: &RtPlan,
+    gap: Duration,
+    opts: &Opts,
+    progress: &mut dyn FnMut(&str, u64),
+) -> io::Result<JitterFigure> {
+    let rounds = plan.rounds.max(1);
+    let per = plan.iters.div_ceil(rounds).max(1);
+    let budget = plan.budget / rounds as u32;
+    let mut all = [Samples::default(), Samples::default()];
+    let mut per_round: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+    let mut ring_b = RingBReport::default();
+    for round in 0..rounds {
+        for (phase, active) in [(0, false), (1, true)] {
+            progress(
+                if active {
+                    "ring B active"
+                } else {
+                    "ring B idle"
+                },
+                round,
+            );
+            let b = if active {
+                let b = RingB::start(gap)?;
+                // Let ring B's consumer settle into its sleep/wake cycle.
+                std::thread::sleep(Duration::from_millis(20));
+                Some(b)
+            } else {
+                None
+            };
+            let mut rt = RoundTrip::start(Kind::ShmSpin, plan.size, opts)?;
+            rt.warm_up(plan.warmup, budget)?;
+            let mut s = Samples::with_capacity(per as usize);
+            rt.timed(per, &mut s, budget)?;
+            rt.finish()?;
+            if let Some(b) = b {
+                let r = b.stop()?;
+                ring_b.sent += r.sent;
+                ring_b.sleeps += r.sleeps;
+                ring_b.secs += r.secs;
+            }
+            per_round[phase].push(s.quantile(0.999));
+            all[phase].add(&s);
+        }
+    }
+    let fig = |s: &mut Samples, rounds: &[u64]| RtFigure {
+        samples: s.len() as u64,
+        p50: s.quantile(0.5),
+        p99: s.quantile(0.99),
+        p999: s.quantile(0.999),
+        max: s.max(),
+        batched_p50: 0,
+        rounds: rounds.to_vec(),
+        wakes_per_msg: None,
+    };
+    let [mut idle, mut active] = all;
+    Ok(JitterFigure {
+        idle: fig(&mut idle, &per_round[0]),
+        active: fig(&mut active, &per_round[1]),
+        p999_ratio: median(
+            per_round[1]
+                .iter()
+                .zip(&per_round[0])
+                .map(|(&a, &b)| a as f64 / b.max(1) as f64)
+                .collect(),
+        ),
+        ring_b,
+    })
+}
+
+/// The core's sleeper-barrier mode as this run sees it: `SHMCAST_BARRIER` if set (every
+/// child inherits it), else the core's default.
+pub fn barrier_mode() -> String {
+    match std::env::var("SHMCAST_BARRIER") {
+        Ok(v) => format!("SHMCAST_BARRIER={v}"),
+        Err(_) => "SHMCAST_BARRIER unset (the core's default)".into(),
+    }
 }

@@ -1,5 +1,6 @@
 //! Criterion front end of the IPC comparison: every transport, cross-process, one method
-//! (`benches/common/`, shared with `examples/ipc_report.rs`). One group per figure:
+//! (the `shmcast-bench` library, shared with `ipc_report` and `pingpong`). One group per
+//! figure:
 //!
 //! - `round_trip`: `<transport>/<size>`, `iter_custom` over an echoing child process;
 //! - `throughput`: `<transport>/<size>` and `<shmcast>-batch64/<size>`, one-way streaming
@@ -9,14 +10,17 @@
 //!
 //! The idle-cost figure (CPU time of a blocked consumer) is not a duration per iteration,
 //! so it lives in `ipc_report` only. Set `SHMCAST_BENCH_PIN=1` to pin this process to CPU 0
-//! and children to CPU 1. Filter as usual: `cargo bench --bench ipc -- round_trip/pipe`.
+//! and children to CPU 1. Needs the `criterion` feature (add `peers` for ringfire and
+//! iceoryx2):
+//!
+//! ```sh
+//! cargo bench -p shmcast-bench --features criterion,peers --bench ipc -- round_trip/ringfire
+//! ```
 
-mod common;
-
-use common::child::Role;
-use common::measure::{Opts, RoundTrip, Stream};
-use common::transport::{self, Kind};
 use criterion::{BenchmarkId, Criterion, Throughput};
+use shmcast_bench::child::Role;
+use shmcast_bench::measure::{Opts, RoundTrip, Stream};
+use shmcast_bench::transport::{self, Kind};
 use std::time::Duration;
 
 const RT_SIZES: [usize; 4] = [8, 64, 512, 4096];
@@ -38,7 +42,7 @@ fn round_trip(c: &mut Criterion, opts: &Opts) {
         .measurement_time(Duration::from_secs(2))
         .sample_size(20);
     for size in RT_SIZES {
-        for kind in Kind::ALL {
+        for kind in Kind::ALL.into_iter().filter(|k| k.round_trips()) {
             if let Err(e) = transport::probe(kind, size) {
                 eprintln!("skipping round_trip/{}/{size}: {e}", kind.name());
                 continue;
@@ -70,13 +74,13 @@ fn throughput(c: &mut Criterion, opts: &Opts) {
             bytes: size as u64,
         });
         let mut plan = Vec::new();
-        for kind in Kind::ALL.into_iter().filter(|k| k.carries_messages()) {
+        for kind in Kind::ALL.into_iter().filter(|k| k.streams()) {
             if let Err(e) = transport::probe(kind, size) {
                 eprintln!("skipping throughput/{}/{size}: {e}", kind.name());
                 continue;
             }
             plan.push((kind, 1, kind.name().to_string()));
-            if kind == Kind::ShmSpin || kind == Kind::ShmAdaptive {
+            if kind.batches() {
                 plan.push((kind, BATCH, format!("{}-batch{BATCH}", kind.name())));
             }
         }
@@ -120,10 +124,10 @@ fn fanout(c: &mut Criterion, opts: &Opts) {
 
 fn main() {
     // A re-executed child runs its role and exits here, before criterion sees arguments.
-    common::child::run_if_child();
+    shmcast_bench::child::run_if_child();
     let opts = opts();
     if opts.pin {
-        common::sys::pin_to(0).expect("pin to CPU 0");
+        shmcast_bench::sys::pin_to(0).expect("pin to CPU 0");
     }
     let mut c = Criterion::default().configure_from_args();
     round_trip(&mut c, &opts);

@@ -7,11 +7,15 @@
 use super::measure::{FLOOR_PING, FLOOR_PONG};
 use super::sys::{self, SharedPage};
 use super::transport::{self, Kind, Link, ACK, QUIT};
-use std::io::{self, BufRead, BufReader, Write};
+use shmcast::{Producer, WaitPolicy};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
-use std::process::{ChildStdout, Command, Stdio};
-use std::sync::atomic::Ordering::{Acquire, Release};
+use std::process::{ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The hidden first argument that selects a child role.
 pub const CHILD_ARG: &str = "--shmcast-bench-child";
@@ -25,6 +29,10 @@ pub enum Role {
     Sink,
     /// Block on an empty transport, then report CPU time used and wake-up latency.
     Idle,
+    /// Create a shmcast ring (adaptive) named by the spec and send one 64-byte message every
+    /// `gap` microseconds (the spec's second word) until standard input closes; then end
+    /// the stream. Drives the jitter figure's ring B.
+    Pacer,
 }
 
 impl Role {
@@ -33,11 +41,12 @@ impl Role {
             Role::Echo => "echo",
             Role::Sink => "sink",
             Role::Idle => "idle",
+            Role::Pacer => "pacer",
         }
     }
 
     fn parse(s: &str) -> Option<Role> {
-        [Role::Echo, Role::Sink, Role::Idle]
+        [Role::Echo, Role::Sink, Role::Idle, Role::Pacer]
             .into_iter()
             .find(|r| r.name() == s)
     }
@@ -47,6 +56,8 @@ impl Role {
 pub struct Child {
     proc: std::process::Child,
     out: BufReader<ChildStdout>,
+    /// Closed to tell a pacer to stop.
+    stdin: Option<ChildStdin>,
 }
 
 impl Child {
@@ -71,7 +82,7 @@ impl Child {
             .arg(cpu.to_string())
             .arg(batch.to_string())
             .args(spec)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let fds: Vec<RawFd> = pass.to_vec();
@@ -89,7 +100,13 @@ impl Child {
         }
         let mut proc = cmd.spawn()?;
         let out = BufReader::new(proc.stdout.take().expect("stdout is piped"));
-        Ok(Child { proc, out })
+        let stdin = proc.stdin.take();
+        Ok(Child { proc, out, stdin })
+    }
+
+    /// Close the child's standard input (a pacer then stops).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
     }
 
     /// The next control line, split into words; its first word must be `word`.
@@ -178,7 +195,10 @@ fn child_main(args: &[String]) -> io::Result<()> {
     if kind.is_floor() {
         return floor_echo(kind, size, spec);
     }
-    let mut link = transport::open_child(kind, spec)?;
+    if role == Role::Pacer {
+        return pacer(spec);
+    }
+    let mut link = transport::open_child(kind, size, spec)?;
     let mut scratch = vec![0u8; size];
     say(format_args!("ready"))?;
     match role {
@@ -220,6 +240,7 @@ fn child_main(args: &[String]) -> io::Result<()> {
                 return Err(io::Error::other(format!("{errors} sequence errors")));
             }
         }
+        Role::Pacer => unreachable!("handled above"),
         Role::Idle => {
             let (cpu0, vol0, invol0) = sys::cpu_usage();
             let wall0 = sys::mono_ns();
@@ -250,7 +271,56 @@ fn child_main(args: &[String]) -> io::Result<()> {
         }
     }
     let (cpu_ns, _, _) = sys::cpu_usage();
-    say(format_args!("done {cpu_ns}"))?;
+    let sleeps = match &link {
+        Link::Shm { rx: Some(c), .. } => c.stats().sleeps,
+        _ => 0,
+    };
+    drop(link);
+    say(format_args!("done {cpu_ns} {sleeps}"))?;
+    Ok(())
+}
+
+/// The pacer: see [`Role::Pacer`]. Reports `done <cpu ns> <messages sent>`.
+fn pacer(spec: &[String]) -> io::Result<()> {
+    let name = spec
+        .first()
+        .ok_or_else(|| io::Error::other("pacer: missing ring name"))?;
+    let gap_us: u64 = spec
+        .get(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::other("pacer: missing gap"))?;
+    let mut tx = Producer::builder()
+        .capacity(64 << 10)
+        .max_consumers(4)
+        .wait_policy(WaitPolicy::default())
+        .create(name)
+        .map_err(|e| io::Error::other(format!("pacer: {e}")))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        // Until the parent closes our standard input (or dies).
+        let _ = io::stdin().read_to_end(&mut Vec::new());
+        flag.store(true, Relaxed);
+    });
+    say(format_args!("ready"))?;
+    let gap = Duration::from_micros(gap_us.max(1));
+    let mut msg = [0x5au8; 64];
+    let mut sent = 0u64;
+    let mut next = sys::mono_ns();
+    while !stop.load(Relaxed) {
+        next += gap.as_nanos() as u64;
+        sys::sleep_until_mono(next);
+        msg[..8].copy_from_slice(&sent.to_le_bytes());
+        tx.send(&msg)
+            .map_err(|e| io::Error::other(format!("pacer: {e}")))?;
+        sent += 1;
+    }
+    msg[..8].copy_from_slice(&QUIT.to_le_bytes());
+    tx.send(&msg)
+        .map_err(|e| io::Error::other(format!("pacer: {e}")))?;
+    drop(tx);
+    let (cpu_ns, _, _) = sys::cpu_usage();
+    say(format_args!("done {cpu_ns} {sent}"))?;
     Ok(())
 }
 

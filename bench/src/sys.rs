@@ -104,14 +104,20 @@ pub fn machine() -> String {
 pub struct SharedPage {
     fd: OwnedFd,
     ptr: *mut u8,
+    len: usize,
 }
 
 impl SharedPage {
-    /// Bytes mapped.
+    /// Bytes mapped by [`SharedPage::create`].
     pub const LEN: usize = 16 << 10;
 
-    /// A new zeroed page.
+    /// A new zeroed mapping of [`SharedPage::LEN`] bytes.
     pub fn create() -> io::Result<SharedPage> {
+        Self::create_len(Self::LEN)
+    }
+
+    /// A new zeroed mapping of `len` bytes (a multiple of the page size).
+    pub fn create_len(len: usize) -> io::Result<SharedPage> {
         // SAFETY: a NUL-terminated name and valid flags; returns a new fd or -1.
         let fd = unsafe { libc::memfd_create(c"shmcast-bench-floor".as_ptr(), libc::MFD_CLOEXEC) };
         if fd < 0 {
@@ -120,24 +126,28 @@ impl SharedPage {
         // SAFETY: `fd` was just returned to us and is owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         // SAFETY: a valid fd and length.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), Self::LEN as libc::off_t) } != 0 {
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        Self::map(fd)
+        Self::map(fd, len)
     }
 
-    /// Map an inherited page.
+    /// Map an inherited memfd, all of it.
     pub fn from_fd(fd: OwnedFd) -> io::Result<SharedPage> {
-        Self::map(fd)
+        let len = std::fs::File::from(fd.try_clone()?).metadata()?.len() as usize;
+        if len == 0 {
+            return Err(io::Error::other("shared page: empty file"));
+        }
+        Self::map(fd, len)
     }
 
-    fn map(fd: OwnedFd) -> io::Result<SharedPage> {
-        // SAFETY: a fresh shared mapping of a file at least LEN bytes long; the kernel picks
-        // the address.
+    fn map(fd: OwnedFd, len: usize) -> io::Result<SharedPage> {
+        // SAFETY: a fresh shared mapping of a file `len` bytes long; the kernel picks the
+        // address.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                Self::LEN,
+                len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
                 fd.as_raw_fd(),
@@ -147,9 +157,21 @@ impl SharedPage {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
+        // Fault every page in, writable, now (in both processes), so no measurement pays
+        // first touches. MADV_POPULATE_WRITE (Linux 5.14) changes no data; where it is
+        // missing, reading each page at least maps it.
+        const MADV_POPULATE_WRITE: libc::c_int = 23;
+        // SAFETY: `ptr`/`len` are exactly the mapping just created.
+        if unsafe { libc::madvise(ptr, len, MADV_POPULATE_WRITE) } != 0 {
+            for off in (0..len).step_by(4096) {
+                // SAFETY: in bounds of the fresh mapping; a volatile read of a byte.
+                unsafe { std::ptr::read_volatile(ptr.cast::<u8>().add(off)) };
+            }
+        }
         Ok(SharedPage {
             fd,
             ptr: ptr.cast(),
+            len,
         })
     }
 
@@ -158,9 +180,19 @@ impl SharedPage {
         self.fd.as_raw_fd()
     }
 
-    /// The atomic at `offset` (a multiple of 8 below `LEN`).
+    /// Bytes mapped.
+    pub fn size(&self) -> usize {
+        self.len
+    }
+
+    /// The first byte of the mapping.
+    pub fn base(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    /// The atomic at `offset` (a multiple of 8 below `len`).
     pub fn atomic(&self, offset: usize) -> &AtomicU64 {
-        assert!(offset % 8 == 0 && offset + 8 <= Self::LEN);
+        assert!(offset.is_multiple_of(8) && offset + 8 <= self.len);
         // SAFETY: in bounds and 8-aligned (the mapping is page aligned); the mapping lives
         // as long as `self`; both processes access these 8 bytes only through atomics.
         unsafe { &*(self.ptr.add(offset) as *const AtomicU64) }
@@ -172,7 +204,7 @@ impl SharedPage {
     /// No other process may access those bytes until the caller publishes them (a Release
     /// store of a flag the reader Acquire-loads before reading).
     pub unsafe fn write(&self, offset: usize, src: &[u8]) {
-        assert!(offset + src.len() <= Self::LEN);
+        assert!(offset + src.len() <= self.len);
         // SAFETY: in bounds (checked); exclusive access is the caller's contract.
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(offset), src.len()) }
     }
@@ -183,7 +215,7 @@ impl SharedPage {
     /// The writer of those bytes must have published them (see [`SharedPage::write`]) and
     /// must not write them again until the caller signals it is done.
     pub unsafe fn read(&self, offset: usize, dst: &mut [u8]) {
-        assert!(offset + dst.len() <= Self::LEN);
+        assert!(offset + dst.len() <= self.len);
         // SAFETY: in bounds (checked); no concurrent writer is the caller's contract.
         unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(offset), dst.as_mut_ptr(), dst.len()) }
     }
@@ -191,7 +223,25 @@ impl SharedPage {
 
 impl Drop for SharedPage {
     fn drop(&mut self) {
-        // SAFETY: `ptr` is our mapping of LEN bytes; no reference into it outlives `self`.
-        unsafe { libc::munmap(self.ptr.cast(), Self::LEN) };
+        // SAFETY: `ptr` is our mapping of `len` bytes; no reference into it outlives `self`.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
     }
+}
+
+/// Sleep until `CLOCK_MONOTONIC` reads `at_ns` (returns at once if it has passed).
+pub fn sleep_until_mono(at_ns: u64) {
+    let ts = libc::timespec {
+        tv_sec: (at_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (at_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: a valid timespec; a null remainder is allowed with TIMER_ABSTIME. EINTR only
+    // shortens the sleep, which the callers tolerate.
+    unsafe {
+        libc::clock_nanosleep(
+            libc::CLOCK_MONOTONIC,
+            libc::TIMER_ABSTIME,
+            &ts,
+            std::ptr::null_mut(),
+        )
+    };
 }

@@ -4,7 +4,13 @@
 //! The parent creates every kernel object (pipes, sockets, queues) or shmcast segment, and
 //! hands the child its ends as inherited descriptors or segment names; no transport is
 //! given an advantage in how it is set up. Every message is exactly `size` bytes.
+//!
+//! The peers (ringfire, iceoryx2) are in [`crate::peers`], behind the `peers` feature; the
+//! streaming floor is [`crate::spsc`].
 
+#[cfg(any(feature = "ringfire", feature = "iceoryx2"))]
+use super::peers::{self, PeerLink};
+use super::spsc::Spsc;
 use shmcast::{Consumer, Producer, ProducerStats, RecvError, WaitPolicy};
 use std::ffi::CString;
 use std::fs::File;
@@ -28,6 +34,12 @@ pub enum Kind {
     ShmAdaptive,
     /// shmcast, both sides `WaitPolicy::Adaptive { spins: 0, yields: 0 }` (futex at once).
     ShmSleep,
+    /// ringfire 0.5.2, `LosslessBackpressure` (shmcast's semantics), busy-spin `try_recv`.
+    Ringfire,
+    /// ringfire 0.5.2, its default `LossyLatestWins`, busy-spin (round trips only).
+    RingfireLossy,
+    /// iceoryx2 0.10 `ipc::Service` publish-subscribe, busy-polling `receive`.
+    Iceoryx2,
     /// `pipe2`: one pipe per direction.
     Pipe,
     /// Named pipes (`mkfifo`): one per direction.
@@ -47,16 +59,23 @@ pub enum Kind {
     /// The least a small message (up to 512 B) can cost with any shared-memory protocol
     /// that signals through one flag.
     FloorPayload,
+    /// The streaming floor (one-way only): an SPSC ring of `size`-byte slots, a stamp per
+    /// slot, a lazily published consumer index ([`crate::spsc`]): what the hardware streams.
+    StreamFloor,
 }
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Floor,
         Kind::FloorPayload,
+        Kind::StreamFloor,
         Kind::ShmSpin,
         Kind::ShmAdaptive,
         Kind::ShmSleep,
+        Kind::Ringfire,
+        Kind::RingfireLossy,
+        Kind::Iceoryx2,
         Kind::Pipe,
         Kind::Fifo,
         Kind::UnixStream,
@@ -71,6 +90,9 @@ impl Kind {
             Kind::ShmSpin => "shmcast-spin",
             Kind::ShmAdaptive => "shmcast-adaptive",
             Kind::ShmSleep => "shmcast-sleep",
+            Kind::Ringfire => "ringfire",
+            Kind::RingfireLossy => "ringfire-lossy",
+            Kind::Iceoryx2 => "iceoryx2",
             Kind::Pipe => "pipe",
             Kind::Fifo => "fifo",
             Kind::UnixStream => "unix-stream",
@@ -79,12 +101,18 @@ impl Kind {
             Kind::Mqueue => "mqueue",
             Kind::Floor => "floor",
             Kind::FloorPayload => "floor-payload",
+            Kind::StreamFloor => "stream-floor",
         }
     }
 
     /// Parse a [`Kind::name`].
     pub fn parse(s: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    /// Every name, comma-separated (for help and error texts).
+    pub fn names() -> String {
+        Kind::ALL.map(Kind::name).join(", ")
     }
 
     /// The shmcast wait policy, for shmcast kinds.
@@ -105,14 +133,41 @@ impl Kind {
         self.policy().is_some()
     }
 
-    /// Is this one of the floors (round trips only)?
+    /// Is this one of the peer crates (feature `peers`)?
+    pub fn is_peer(self) -> bool {
+        matches!(self, Kind::Ringfire | Kind::RingfireLossy | Kind::Iceoryx2)
+    }
+
+    /// Is this one of the round-trip floors (handled without a [`Link`])?
     pub fn is_floor(self) -> bool {
         matches!(self, Kind::Floor | Kind::FloorPayload)
     }
 
-    /// Does this kind carry messages through a real transport (not a floor)?
-    pub fn carries_messages(self) -> bool {
-        !self.is_floor()
+    /// Is it measured in round trips?
+    pub fn round_trips(self) -> bool {
+        self != Kind::StreamFloor
+    }
+
+    /// Is it measured in one-way streams? (Not the round-trip floors, and not lossy
+    /// ringfire, whose reader loses messages when lapped.)
+    pub fn streams(self) -> bool {
+        !self.is_floor() && self != Kind::RingfireLossy
+    }
+
+    /// Does it have a batch API (`send_batch`/`recv_batch` or equivalent)?
+    pub fn batches(self) -> bool {
+        matches!(self, Kind::ShmSpin | Kind::ShmAdaptive | Kind::Ringfire)
+    }
+
+    /// Was it compiled in? Peers need the `peers` feature (or `ringfire` / `iceoryx2`).
+    // Each arm is a compile-time constant that differs by feature set.
+    #[allow(clippy::match_like_matches_macro)]
+    pub fn available(self) -> bool {
+        match self {
+            Kind::Ringfire | Kind::RingfireLossy => cfg!(feature = "ringfire"),
+            Kind::Iceoryx2 => cfg!(feature = "iceoryx2"),
+            _ => true,
+        }
     }
 }
 
@@ -150,7 +205,8 @@ pub fn unique_name(what: &str) -> String {
     )
 }
 
-fn other<E: std::fmt::Display>(e: E) -> io::Error {
+/// An `io::Error` carrying `e`'s text.
+pub fn other<E: std::fmt::Display>(e: E) -> io::Error {
     io::Error::other(e.to_string())
 }
 
@@ -165,21 +221,32 @@ fn tag_of(msg: &[u8]) -> u64 {
 pub enum Link {
     /// shmcast rings: one we produce, one we consume (either may be absent).
     Shm {
+        /// The ring this side produces into.
         tx: Option<Producer>,
+        /// The ring this side consumes.
         rx: Option<Consumer>,
     },
     /// Anything read/written through descriptors: pipes, FIFOs, sockets.
     Fd {
+        /// Read end.
         rx: Option<File>,
+        /// Write end.
         tx: Option<File>,
         /// One `read` returns one whole message (seqpacket).
         packet: bool,
     },
     /// POSIX message queues.
     Mq {
+        /// The queue this side receives from.
         rx: Option<OwnedFd>,
+        /// The queue this side sends to.
         tx: Option<OwnedFd>,
     },
+    /// The streaming floor (one end).
+    Spsc(Spsc),
+    /// ringfire or iceoryx2.
+    #[cfg(any(feature = "ringfire", feature = "iceoryx2"))]
+    Peer(Box<dyn PeerLink>),
 }
 
 impl Link {
@@ -194,6 +261,9 @@ impl Link {
                 .map_err(other),
             Link::Fd { tx, .. } => tx.as_mut().expect("a sending side").write_all(msg),
             Link::Mq { tx, .. } => mq_send(tx.as_ref().expect("a sending side"), msg),
+            Link::Spsc(r) => r.send(msg),
+            #[cfg(any(feature = "ringfire", feature = "iceoryx2"))]
+            Link::Peer(p) => p.send(msg),
         }
     }
 
@@ -227,6 +297,9 @@ impl Link {
                 }
                 Ok(Some(tag_of(scratch)))
             }
+            Link::Spsc(r) => r.recv_tag().map(Some),
+            #[cfg(any(feature = "ringfire", feature = "iceoryx2"))]
+            Link::Peer(p) => p.recv_tag().map(Some),
         }
     }
 
@@ -250,6 +323,10 @@ impl Link {
             }
             return Ok(Some(tag));
         }
+        #[cfg(any(feature = "ringfire", feature = "iceoryx2"))]
+        if let Link::Peer(p) = self {
+            return p.echo().map(Some);
+        }
         let tag = self.recv_tag(scratch)?;
         if let Some(t) = tag {
             if t != QUIT {
@@ -269,6 +346,8 @@ impl Link {
                 .expect("a sending side")
                 .send_batch(msgs)
                 .map_err(other),
+            #[cfg(any(feature = "ringfire", feature = "iceoryx2"))]
+            Link::Peer(p) => p.send_batch(msgs),
             _ => msgs.iter().try_for_each(|m| self.send(m)),
         }
     }
@@ -292,6 +371,8 @@ impl Link {
                     Err(e) => Err(other(e)),
                 }
             }
+            #[cfg(any(feature = "ringfire", feature = "iceoryx2"))]
+            Link::Peer(p) => p.recv_batch(max, &mut f).map(Some),
             _ => Ok(self.recv_tag(scratch)?.map(|t| {
                 f(t);
                 1
@@ -455,18 +536,35 @@ fn mqueue(size: usize) -> io::Result<OwnedFd> {
     Ok(own(q))
 }
 
-/// Can this machine carry `size`-byte messages over `kind`? (POSIX queues refuse messages
-/// above `/proc/sys/fs/mqueue/msgsize_max` to unprivileged users; the payload floor is
-/// for small messages only; everything else can.)
-pub fn probe(kind: Kind, size: usize) -> io::Result<()> {
-    match kind {
-        Kind::Mqueue => mqueue(size).map(drop),
-        Kind::FloorPayload if size > super::measure::FLOOR_PAYLOAD_MAX => Err(other(format!(
+/// Is `kind` compiled in, and does it take `size`-byte messages at all? (Peers need the
+/// `peers` feature; this harness instantiates ringfire for powers of two only; the payload
+/// floor is for small messages.)
+pub fn check(kind: Kind, size: usize) -> io::Result<()> {
+    if !kind.available() {
+        return Err(other(format!(
+            "{} is not compiled in: build with `--features peers`",
+            kind.name()
+        )));
+    }
+    #[cfg(any(feature = "ringfire", feature = "iceoryx2"))]
+    peers::supported_size(kind.name(), size)?;
+    if kind == Kind::FloorPayload && size > super::measure::FLOOR_PAYLOAD_MAX {
+        return Err(other(format!(
             "floor-payload is a small-message reference (up to {} B)",
             super::measure::FLOOR_PAYLOAD_MAX
-        ))),
-        _ => Ok(()),
+        )));
     }
+    Ok(())
+}
+
+/// Can this machine carry `size`-byte messages over `kind`? [`check`], and POSIX queues
+/// refuse messages above `/proc/sys/fs/mqueue/msgsize_max` to unprivileged users.
+pub fn probe(kind: Kind, size: usize) -> io::Result<()> {
+    check(kind, size)?;
+    if kind == Kind::Mqueue {
+        mqueue(size)?;
+    }
+    Ok(())
 }
 
 /// The parent's side of a transport, and what the child needs to build its own.
@@ -480,6 +578,9 @@ pub struct Prepared {
     pub pass: Vec<OwnedFd>,
     /// shmcast round trips: the ring the child creates, which the parent then consumes.
     pong: Option<(String, WaitPolicy)>,
+    /// Peers: what the parent attaches once the child is ready.
+    #[cfg_attr(not(any(feature = "ringfire", feature = "iceoryx2")), allow(dead_code))]
+    peer_pong: Option<String>,
 }
 
 impl Prepared {
@@ -493,6 +594,10 @@ impl Prepared {
                     .map_err(other)?,
             );
         }
+        #[cfg(any(feature = "ringfire", feature = "iceoryx2"))]
+        if let (Some(pong), Link::Peer(p)) = (self.peer_pong.take(), &mut self.link) {
+            p.after_ready(&pong)?;
+        }
         Ok(())
     }
 }
@@ -504,8 +609,11 @@ fn fd_arg(fd: &Option<OwnedFd>) -> String {
 /// Create the parent's side of `kind` for `size`-byte messages flowing `dir`.
 pub fn prepare(kind: Kind, size: usize, dir: Dir, ring: RingSize) -> io::Result<Prepared> {
     assert!(size >= 8, "messages carry an 8-byte tag");
+    check(kind, size)?;
     let both = dir == Dir::Both;
     let mut pass = Vec::new();
+    #[allow(unused_mut)]
+    let mut peer_pong = None;
     let (link, spec, pong) = match kind {
         Kind::ShmSpin | Kind::ShmAdaptive | Kind::ShmSleep => {
             let policy = kind.policy().expect("a shmcast kind");
@@ -593,6 +701,35 @@ pub fn prepare(kind: Kind, size: usize, dir: Dir, ring: RingSize) -> io::Result<
                 None,
             )
         }
+        Kind::StreamFloor => {
+            if both {
+                return Err(other("the streaming floor is one-way"));
+            }
+            let ring = Spsc::create(size, ring.capacity)?;
+            // SAFETY: `dup` returns a new descriptor owned by nobody else (or -1, checked).
+            let fd = cvt(unsafe { libc::fcntl(ring.raw_fd(), libc::F_DUPFD_CLOEXEC, 0) })?;
+            let fd = own(fd);
+            let spec = vec![fd.as_raw_fd().to_string(), ring.slots().to_string()];
+            pass.push(fd);
+            (Link::Spsc(ring), spec, None)
+        }
+        #[cfg(feature = "ringfire")]
+        Kind::Ringfire | Kind::RingfireLossy => {
+            let (link, spec, pending) =
+                peers::ringfire_parent(size, dir, ring, kind == Kind::Ringfire)?;
+            peer_pong = pending;
+            (Link::Peer(link), spec, None)
+        }
+        #[cfg(feature = "iceoryx2")]
+        Kind::Iceoryx2 => {
+            let (link, spec, pending) = peers::iceoryx2_parent(size, dir, ring)?;
+            peer_pong = pending;
+            (Link::Peer(link), spec, None)
+        }
+        #[cfg(not(feature = "ringfire"))]
+        Kind::Ringfire | Kind::RingfireLossy => unreachable!("checked above"),
+        #[cfg(not(feature = "iceoryx2"))]
+        Kind::Iceoryx2 => unreachable!("checked above"),
         Kind::Floor | Kind::FloorPayload => {
             return Err(other("the floors are not message transports"))
         }
@@ -602,6 +739,7 @@ pub fn prepare(kind: Kind, size: usize, dir: Dir, ring: RingSize) -> io::Result<
         spec,
         pass,
         pong,
+        peer_pong,
     })
 }
 
@@ -613,7 +751,7 @@ fn parse_fd(s: &str) -> io::Result<Option<OwnedFd>> {
 }
 
 /// Build the child's side from the parent's [`Prepared::spec`].
-pub fn open_child(kind: Kind, spec: &[String]) -> io::Result<Link> {
+pub fn open_child(kind: Kind, size: usize, spec: &[String]) -> io::Result<Link> {
     let arg = |i: usize| {
         spec.get(i)
             .ok_or_else(|| other(format!("missing transport argument {i}")))
@@ -657,6 +795,27 @@ pub fn open_child(kind: Kind, spec: &[String]) -> io::Result<Link> {
             rx: parse_fd(arg(0)?)?,
             tx: parse_fd(arg(1)?)?,
         },
+        Kind::StreamFloor => {
+            let fd = parse_fd(arg(0)?)?.ok_or_else(|| other("stream floor: no descriptor"))?;
+            let slots: u64 = arg(1)?.parse().map_err(other)?;
+            Link::Spsc(Spsc::open(fd, size, slots)?)
+        }
+        #[cfg(feature = "ringfire")]
+        Kind::Ringfire | Kind::RingfireLossy => Link::Peer(peers::ringfire_child(size, spec)?),
+        #[cfg(feature = "iceoryx2")]
+        Kind::Iceoryx2 => Link::Peer(peers::iceoryx2_child(size, spec)?),
+        #[cfg(not(feature = "ringfire"))]
+        Kind::Ringfire | Kind::RingfireLossy => {
+            return Err(other(
+                "ringfire is not compiled in: build with `--features peers`",
+            ))
+        }
+        #[cfg(not(feature = "iceoryx2"))]
+        Kind::Iceoryx2 => {
+            return Err(other(
+                "iceoryx2 is not compiled in: build with `--features peers`",
+            ))
+        }
         Kind::Floor | Kind::FloorPayload => {
             return Err(other("the floors are not message transports"))
         }
