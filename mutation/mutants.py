@@ -50,17 +50,17 @@ def code_part(line):
     return line if i < 0 else line[:i]
 
 
-def scan():
+def scan(root=ROOT):
     """Every ordering token in src/: (site, path, line number, column, token, kind)."""
     sites = []
-    for dirpath, _, files in os.walk(os.path.join(ROOT, "src")):
+    for dirpath, _, files in os.walk(os.path.join(root, "src")):
         for f in sorted(files):
             if not f.endswith(".rs"):
                 continue
-            path = os.path.relpath(os.path.join(dirpath, f), ROOT)
+            path = os.path.relpath(os.path.join(dirpath, f), root)
             if path in SKIP_FILES:
                 continue
-            lines = open(os.path.join(ROOT, path)).read().split("\n")
+            lines = open(os.path.join(root, path)).read().split("\n")
             func, count = "<top>", {}
             for n, line in enumerate(lines):
                 code = code_part(line)
@@ -187,7 +187,6 @@ def main():
     if errors:
         print("\n".join(errors))
         return 1
-    todo = [s for s in sites if (not only or s[0] in only) and (not reduced or table[s[0]][3])]
     copy = os.environ.get("MUTANT_DIR", os.path.join(ROOT, "target", "mutants", "crate"))
     os.makedirs(copy, exist_ok=True)
     for entry in ["Cargo.toml", "Cargo.lock", "src", "tests", "build.rs"]:
@@ -204,6 +203,12 @@ def main():
     cargo = re.sub(r"(?ms)^\[workspace\].*?(?=^\[)", "[workspace]\nmembers = [\".\"]\n\n", cargo)
     cargo = re.sub(r"(?ms)^\[\[bench\]\].*?(?=^\[|\Z)", "", cargo)
     open(os.path.join(copy, "Cargo.toml"), "w").write(cargo)
+    # From here on the scratch copy is the source of truth: the working tree may change
+    # while a long run goes on.
+    sites = scan(copy)
+    assert {s[0] for s in sites} == found, "the source changed while it was being copied"
+    pristine = {p: open(os.path.join(copy, p)).read() for p in {s[1] for s in sites}}
+    todo = [s for s in sites if (not only or s[0] in only) and (not reduced or table[s[0]][3])]
     env = dict(os.environ)
     env.setdefault("CARGO_TERM_COLOR", "never")
     results, bad = [], 0
@@ -212,7 +217,7 @@ def main():
     for site, path, n, col, token, kind in todo:
         suite, expect, note, _ = table[site]
         target = os.path.join(copy, path)
-        original = open(os.path.join(ROOT, path)).read().split("\n")
+        original = pristine[path].split("\n")
         mutated, what = mutate(original, n, col, token, kind)
         changed = [i for i, (a, b) in enumerate(zip(original, mutated)) if a != b]
         assert changed == [n], f"{site}: mutant changed lines {changed}"
