@@ -114,12 +114,11 @@ fn direct_round(s: &Sessions, size: usize, round: usize) -> Round {
             .wait()
             .unwrap()
     };
-    let publisher = s
-        .a
-        .declare_publisher(key)
-        .congestion_control(CongestionControl::Block)
-        .wait()
-        .unwrap();
+    let publisher =
+        s.a.declare_publisher(key)
+            .congestion_control(CongestionControl::Block)
+            .wait()
+            .unwrap();
     while !publisher.matching_status().wait().unwrap().matching() {
         thread::sleep(Duration::from_millis(1));
     }
@@ -186,8 +185,11 @@ fn bridge_round(s: &Sessions, size: usize, round: usize) -> Round {
     io.max_message = Some(64 << 10);
     let importer = Importer::start(&s.b, io).unwrap();
     let mut consumer = Consumer::builder().open(&ring_b).unwrap();
-    let mut exporter =
-        Exporter::new(&s.a, ExportOptions::new(RingRef::Name(ring_a.clone()), &key)).unwrap();
+    let mut exporter = Exporter::new(
+        &s.a,
+        ExportOptions::new(RingRef::Name(ring_a.clone()), &key),
+    )
+    .unwrap();
     let attached = exporter.stats_handle();
     let export = thread::spawn(move || exporter.run().unwrap());
     while attached.get().attachments == 0 {

@@ -57,8 +57,8 @@ impl ZenohOptions {
         }
     }
 
-    /// Peer mode, connecting to loopback `port`, listening nowhere, multicast scouting
-    /// off: the importing side of a one-host demo.
+    /// Peer mode, connecting to loopback `port`, listening on loopback only (a port of the
+    /// kernel's choice), multicast scouting off: the importing side of a one-host demo.
     ///
     /// # Examples
     /// ```
@@ -68,6 +68,7 @@ impl ZenohOptions {
     pub fn loopback_connect(port: u16) -> ZenohOptions {
         ZenohOptions {
             mode: Some(WhatAmI::Peer),
+            listen: vec!["tcp/127.0.0.1:0".into()],
             connect: vec![format!("tcp/127.0.0.1:{port}")],
             multicast_scouting: Some(false),
             ..ZenohOptions::default()

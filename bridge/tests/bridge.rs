@@ -369,6 +369,8 @@ fn a_lossy_export_counts_exactly_what_it_lost_and_the_importer_agrees() {
         "peer",
         "--connect",
         &listen,
+        "--listen",
+        "tcp/127.0.0.1:0",
     ]);
     exporter.wait_line("exporting ring");
     // Message 0 arrives before anything can be lost, so the importer knows where it starts.
@@ -468,4 +470,65 @@ fn an_exporter_without_its_ring_says_what_to_do() {
     assert!(!status.success());
     let err = child.wait_line("shmcast-bridge:");
     assert!(err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn a_restarted_exporter_resends_what_the_ring_still_holds_and_nothing_is_lost_or_doubled() {
+    let (a, b) = (RingName::new("resend-a"), RingName::new("resend-b"));
+    let key = key("resend");
+    let port = free_port();
+    let session_a = ZenohOptions::loopback_listen(port).open().unwrap();
+    let session_b = ZenohOptions::loopback_connect(port).open().unwrap();
+    let mut ring_a = producer(&a, CAPACITY);
+    let mut options = ImportOptions::new(b.as_str(), &key);
+    options.capacity = CAPACITY;
+    options.max_message = Some(MAX_MESSAGE);
+    let importer = Importer::start(&session_b, options).unwrap();
+    let consumer = Consumer::builder().open(b.as_str()).unwrap();
+    let reader = thread::spawn(move || read_ring_b(consumer, None));
+
+    let start_exporter = || {
+        let mut exporter = Exporter::new(
+            &session_a,
+            ExportOptions::new(RingRef::Name(a.as_str().into()), &key),
+        )
+        .unwrap();
+        let (stats, stop) = (exporter.stats_handle(), exporter.stop_handle());
+        let run = thread::spawn(move || exporter.run().unwrap());
+        let deadline = Instant::now() + HANG_GUARD;
+        while stats.get().attachments == 0 {
+            assert!(Instant::now() < deadline, "the exporter never attached");
+            thread::sleep(Duration::from_millis(5));
+        }
+        (stats, stop, run)
+    };
+    let (stats, stop, run) = start_exporter();
+    send_range(&mut ring_a, 0..20_000);
+    let deadline = Instant::now() + HANG_GUARD;
+    while importer.stats().imported < 20_000 {
+        assert!(Instant::now() < deadline, "ring B stalled");
+        thread::sleep(Duration::from_millis(5));
+    }
+    stop.stop();
+    assert_eq!(run.join().unwrap(), ExportEnd::Stopped);
+    assert_eq!(stats.get().messages, 20_000);
+    // Published while no exporter runs; still in ring A when the next one attaches.
+    send_range(&mut ring_a, 20_000..20_100);
+    let (stats, _stop, run) = start_exporter();
+    send_range(&mut ring_a, 20_100..N);
+    drop(ring_a);
+    assert_eq!(run.join().unwrap(), ExportEnd::SourceClosed);
+    assert!(importer.wait_end(Some(HANG_GUARD)));
+    let import_stats = importer.stop();
+    let got = reader.join().unwrap();
+    assert_eq!(got.len() as u64, N, "every message exactly once");
+    for (i, (index, seq)) in got.iter().enumerate() {
+        assert_eq!((*index, *seq), (i as u64, i as u64));
+    }
+    assert_eq!(import_stats.lost(), 0, "{import_stats:?}");
+    assert_eq!(import_stats.exporter_restarts, 1);
+    // The new exporter re-sent part of what ring B had, and the importer dropped it.
+    let resent = stats.get().messages - (N - 20_000);
+    assert!(resent > 0);
+    assert_eq!(import_stats.duplicates, resent);
 }
