@@ -20,7 +20,7 @@
 //! bridge; the table shows the median round. Default wait policies throughout (spin, yield,
 //! then futex), no pinning: what a user gets.
 
-use shmcast::{Consumer, Producer};
+use shmcast::{Consumer, Producer, WaitPolicy};
 use shmcast_bridge::zenoh::qos::CongestionControl;
 use shmcast_bridge::zenoh::Wait;
 use shmcast_bridge::{ExportOptions, Exporter, ImportOptions, Importer, RingRef, ZenohOptions};
@@ -183,13 +183,15 @@ fn bridge_round(s: &Sessions, size: usize, round: usize) -> Round {
     let mut io = ImportOptions::new(&ring_b, &key);
     io.capacity = 4 << 20;
     io.max_message = Some(64 << 10);
+    io.wait = wait_policy();
     let importer = Importer::start(&s.b, io).unwrap();
-    let mut consumer = Consumer::builder().open(&ring_b).unwrap();
-    let mut exporter = Exporter::new(
-        &s.a,
-        ExportOptions::new(RingRef::Name(ring_a.clone()), &key),
-    )
-    .unwrap();
+    let mut consumer = Consumer::builder()
+        .wait_policy(wait_policy())
+        .open(&ring_b)
+        .unwrap();
+    let mut eo = ExportOptions::new(RingRef::Name(ring_a.clone()), &key);
+    eo.wait = wait_policy();
+    let mut exporter = Exporter::new(&s.a, eo).unwrap();
     let attached = exporter.stats_handle();
     let export = thread::spawn(move || exporter.run().unwrap());
     while attached.get().attachments == 0 {
@@ -239,6 +241,15 @@ fn bridge_round(s: &Sessions, size: usize, round: usize) -> Round {
     }
 }
 
+/// The rings' wait policy: the default, or `BENCH_WAIT=yield` (spin then yield, never
+/// sleep on a futex) to separate futex wake-up costs from the rest.
+fn wait_policy() -> WaitPolicy {
+    match std::env::var("BENCH_WAIT").as_deref() {
+        Ok("yield") => WaitPolicy::SpinYield { spins: 1000 },
+        _ => WaitPolicy::default(),
+    }
+}
+
 fn median_round(mut rounds: Vec<Round>) -> Round {
     let mid = rounds.len() / 2;
     let mut by = |f: fn(&Round) -> f64| {
@@ -284,6 +295,10 @@ fn main() {
     };
     println!("machine before: {}", machine_state());
     println!(
+        "ring wait policy: {:?} (BENCH_WAIT=yield: spin then yield, never sleep)",
+        wait_policy()
+    );
+    println!(
         "rounds {rounds}; latency: {LATENCY_SAMPLES} samples after {LATENCY_WARMUP} warm-up, \
          one per {PACE:?}"
     );
@@ -291,9 +306,9 @@ fn main() {
     println!(
         "| size | direct msgs/s | direct MB/s | bridge msgs/s | bridge MB/s | bridge/direct \
          | direct p50 µs | direct p99 µs | bridge p50 µs | bridge p99 µs | added p50 µs \
-         | added p99 µs |"
+         | added p99 µs | p50 range over rounds, direct / bridge µs |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &size in &sizes {
         let mut direct = Vec::new();
         let mut bridge = Vec::new();
@@ -301,11 +316,17 @@ fn main() {
             direct.push(direct_round(&sessions, size, r));
             bridge.push(bridge_round(&sessions, size, r));
         }
+        let range = |v: &[Round]| {
+            let lo = v.iter().map(|r| r.p50_us).fold(f64::INFINITY, f64::min);
+            let hi = v.iter().map(|r| r.p50_us).fold(0.0, f64::max);
+            format!("{lo:.0}–{hi:.0}")
+        };
+        let spread = format!("{} / {}", range(&direct), range(&bridge));
         let (d, b) = (median_round(direct), median_round(bridge));
         let mb = |m: f64| m * size as f64 / 1e6;
         println!(
             "| {size} B | {:.0} | {:.1} | {:.0} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} \
-             | {:.1} | {:.1} |",
+             | {:.1} | {:.1} | {spread} |",
             d.msgs_per_s,
             mb(d.msgs_per_s),
             b.msgs_per_s,

@@ -80,9 +80,10 @@ pub struct ExportOptions {
     /// Send each message at once instead of letting zenoh batch under load (lower latency,
     /// lower throughput). Default `false`.
     pub express: bool,
-    /// Keep going when the ring is missing or closed: wait for it to (re)appear and export
-    /// the new stream. Default `false`: a missing ring is an error and a closed one ends
-    /// the export.
+    /// Keep going when the ring is missing or closed: wait for it to appear; after a close,
+    /// publish the end of stream and keep reading (a new producer may take the segment over
+    /// and continue the stream), and move to a new segment created under the same name.
+    /// Default `false`: a missing ring is an error and a closed one ends the export.
     pub follow: bool,
     /// Read the ring only while some subscriber matches the key expression (zenoh drops
     /// what nobody subscribes to): a lossless export then keeps the ring's producer at the
@@ -242,10 +243,12 @@ struct Attachment {
     source: u64,
     session: u64,
     session_start: u64,
-    /// Data samples published in this attachment.
+    /// Samples (data and end) published in this attachment.
     published: u64,
     /// The source sequence number after the last message seen, if any was.
     next_ring_seq: Option<u64>,
+    /// The producer closed the stream (and the end was published).
+    closed: bool,
 }
 
 /// How pumping an attachment ended.
@@ -323,18 +326,18 @@ impl Exporter {
             let Some(mut att) = self.attach()? else {
                 return Ok(ExportEnd::Stopped);
             };
-            match self.pump(&mut att)? {
-                Pumped::Stopped => return Ok(ExportEnd::Stopped),
-                Pumped::Reattach => continue,
-                Pumped::Closed => {
-                    self.publish_end(&att)?;
-                    if !self.options.follow {
-                        return Ok(ExportEnd::SourceClosed);
-                    }
-                    // The closed ring's name is removed (or replaced) by its producer; wait
-                    // until it no longer names the stream just exported.
-                    if !self.wait_for_replacement(att.source) {
-                        return Ok(ExportEnd::Stopped);
+            loop {
+                match self.pump(&mut att)? {
+                    Pumped::Stopped => return Ok(ExportEnd::Stopped),
+                    Pumped::Reattach => break,
+                    Pumped::Closed => {
+                        self.publish_end(&mut att)?;
+                        if !self.options.follow {
+                            return Ok(ExportEnd::SourceClosed);
+                        }
+                        // Following: keep reading this attachment (a new producer may take
+                        // the segment over and continue the stream) until the name refers
+                        // to another segment.
                     }
                 }
             }
@@ -387,6 +390,7 @@ impl Exporter {
                     .map_or(0, |d| d.as_nanos() as u64),
                 published: 0,
                 next_ring_seq: None,
+                closed: false,
             };
             self.counters.attachments.fetch_add(1, Relaxed);
             tracing::info!(
@@ -457,6 +461,13 @@ impl Exporter {
             };
             match got {
                 Ok(seq) => {
+                    if att.closed {
+                        tracing::info!(
+                            "ring {} was reopened by a new producer; its stream continues",
+                            self.options.ring
+                        );
+                        att.closed = false;
+                    }
                     if dead_logged {
                         tracing::info!("ring {} has a producer again", self.options.ring);
                         dead_logged = false;
@@ -482,13 +493,25 @@ impl Exporter {
                         *s += n;
                     }
                 }
-                Err(RecvTimeoutError::Disconnected) => {
+                Err(RecvTimeoutError::Disconnected) if !att.closed => {
                     tracing::info!(
                         "ring {} was closed by its producer after {} messages in this session",
                         self.options.ring,
                         att.published
                     );
+                    att.closed = true;
                     return Ok(Pumped::Closed);
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    // Following a closed ring: wait for a takeover or a new segment.
+                    if identity(&self.options.ring) != Some(att.source) {
+                        tracing::info!(
+                            "ring {} now names another segment; exporting it",
+                            self.options.ring
+                        );
+                        return Ok(Pumped::Reattach);
+                    }
+                    std::thread::sleep(RETRY);
                 }
                 Err(RecvTimeoutError::ProducerDied) => {
                     if !dead_logged {
@@ -555,7 +578,7 @@ impl Exporter {
         Ok(())
     }
 
-    fn publish_end(&mut self, att: &Attachment) -> Result<(), BridgeError> {
+    fn publish_end(&mut self, att: &mut Attachment) -> Result<(), BridgeError> {
         let header = Header {
             kind: Kind::End,
             source: att.source,
@@ -576,19 +599,11 @@ impl Exporter {
             .express(self.options.express)
             .wait()
             .map_err(zenoh_err("publishing the end of stream failed"))?;
+        // The end takes a publication number too: a stream continued by a takeover goes on
+        // after it in the same session.
+        att.published += 1;
         self.counters.ends.fetch_add(1, Relaxed);
         Ok(())
-    }
-
-    /// Wait until the ring's name no longer refers to `source`. `false` if stopped.
-    fn wait_for_replacement(&self, source: u64) -> bool {
-        while !self.stop.is_stopped() {
-            if identity(&self.options.ring) != Some(source) {
-                return true;
-            }
-            std::thread::sleep(RETRY);
-        }
-        false
     }
 }
 

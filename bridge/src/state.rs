@@ -182,7 +182,7 @@ mod tests {
             pub_seq: 4,
             seen_ring_seq: next - 1,
             next,
-            ended: next % 2 == 0,
+            ended: next & 1 == 0,
         }
     }
 

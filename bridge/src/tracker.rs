@@ -124,6 +124,8 @@ impl Tracker {
     /// Account for one sample, in arrival order.
     pub fn observe(&mut self, h: &Header) -> Verdict {
         let end = h.kind == Kind::End;
+        // Publication numbers count data and end samples alike: each number skipped is one
+        // sample lost between the hosts.
         // A data sample at r accounts for everything below r + 1; an end sample carries the
         // next number e and accounts for everything below e.
         let upto = if end {
@@ -412,6 +414,21 @@ mod tests {
                 gap: None
             }
         );
+    }
+
+    #[test]
+    fn a_stream_continued_after_its_end_by_a_takeover_has_no_gap() {
+        let mut t = Tracker::default();
+        t.observe(&data(1, 0, 0));
+        assert_eq!(
+            t.observe(&end(1, 1, 1)),
+            Verdict::End {
+                start: None,
+                gap: None
+            }
+        );
+        assert_eq!(t.observe(&data(1, 2, 1)), import(None));
+        assert!(!t.position().unwrap().ended);
     }
 
     #[test]

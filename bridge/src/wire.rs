@@ -9,8 +9,8 @@
 //!      8    8 source         identity of the source ring (device and inode of its segment)
 //!     16    8 session        random id of one exporter attachment
 //!     24    8 session_start  wall-clock start of that attachment, ns since the Unix epoch
-//!     32    8 pub_seq        data: this sample's number in the session (0, 1, 2, ...);
-//!                            end: the number of data samples the session published
+//!     32    8 pub_seq        this sample's number in the session (0, 1, 2, ...; data and
+//!                            end samples alike)
 //!     40    8 ring_seq       data: the message's sequence number in the source ring;
 //!                            end: the sequence number the source's next message would have
 //!     48    … payload        data: the message, unmodified; end: empty
@@ -49,7 +49,7 @@ pub struct Header {
     pub session: u64,
     /// When that attachment started, in ns since the Unix epoch (orders sessions).
     pub session_start: u64,
-    /// Data: the sample's number within its session. End: data samples in the session.
+    /// The sample's number within its session (data and end samples alike).
     pub pub_seq: u64,
     /// Data: the message's sequence number in the source ring. End: the next one.
     pub ring_seq: u64,

@@ -532,3 +532,66 @@ fn a_restarted_exporter_resends_what_the_ring_still_holds_and_nothing_is_lost_or
     assert!(resent > 0);
     assert_eq!(import_stats.duplicates, resent);
 }
+
+#[test]
+fn a_following_exporter_carries_a_takeover_and_a_recreated_ring() {
+    let (a, b) = (RingName::new("follow-a"), RingName::new("follow-b"));
+    let key = key("follow");
+    let port = free_port();
+    let session_a = ZenohOptions::loopback_listen(port).open().unwrap();
+    let session_b = ZenohOptions::loopback_connect(port).open().unwrap();
+    let mut options = ImportOptions::new(b.as_str(), &key);
+    options.capacity = CAPACITY;
+    options.max_message = Some(MAX_MESSAGE);
+    let importer = Importer::start(&session_b, options).unwrap();
+    let consumer = Consumer::builder().open(b.as_str()).unwrap();
+    let reader = thread::spawn(move || read_ring_b(consumer, Some(2_500)));
+
+    // The ring does not exist yet: a following exporter waits for it.
+    let mut export = ExportOptions::new(RingRef::Name(a.as_str().into()), &key);
+    export.follow = true;
+    let mut exporter = Exporter::new(&session_a, export).unwrap();
+    let (stats, stop) = (exporter.stats_handle(), exporter.stop_handle());
+    let run = thread::spawn(move || exporter.run().unwrap());
+    let wait_until = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + HANG_GUARD;
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let mut first = Producer::builder()
+        .capacity(CAPACITY)
+        .max_message(MAX_MESSAGE)
+        .remove_on_drop(false)
+        .create(a.as_str())
+        .unwrap();
+    wait_until("attach", &|| stats.get().attachments == 1);
+    send_range(&mut first, 0..1_000);
+    drop(first); // closes the stream; the segment stays for a takeover
+    wait_until("end of stream", &|| importer.stats().ends == 1);
+    let mut second = Producer::builder().open(a.as_str()).unwrap();
+    send_range(&mut second, 1_000..2_000);
+    drop(second); // closes again, and removes the name
+    wait_until("second end", &|| importer.stats().ends == 2);
+    // A new segment under the same name: a new stream, numbered from 0 again.
+    let mut third = producer(&a, CAPACITY);
+    send_range(&mut third, 0..500);
+    let got = reader.join().unwrap();
+    drop(third);
+    wait_until("third end", &|| importer.stats().ends == 3);
+    stop.stop();
+    assert_eq!(run.join().unwrap(), ExportEnd::Stopped);
+    let indices: Vec<u64> = got.iter().map(|g| g.0).collect();
+    let expected: Vec<u64> = (0..2_000).chain(0..500).collect();
+    assert_eq!(indices, expected);
+    let s = importer.stop();
+    assert_eq!(s.imported, 2_500);
+    assert_eq!(s.lost(), 0, "{s:?}");
+    assert_eq!(s.source_changes, 1);
+    assert_eq!(
+        s.exporter_restarts, 0,
+        "the takeover continued the same session"
+    );
+    assert_eq!(stats.get().attachments, 2);
+}
