@@ -178,6 +178,14 @@ impl ExportStatsHandle {
 }
 
 /// Stops a running exporter or importer from any thread (within ~50 ms).
+///
+/// # Examples
+/// ```
+/// let stop = shmcast_bridge::StopHandle::new();
+/// let other = stop.clone();
+/// std::thread::spawn(move || other.stop()).join().unwrap();
+/// assert!(stop.is_stopped());
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct StopHandle(Arc<AtomicBool>);
 

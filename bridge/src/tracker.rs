@@ -95,6 +95,25 @@ pub enum Verdict {
 }
 
 /// The importer's view of the remote stream.
+///
+/// # Examples
+/// ```
+/// use shmcast_bridge::tracker::{Gap, Tracker, Verdict};
+/// use shmcast_bridge::wire::{Header, Kind};
+/// let sample = |pub_seq, ring_seq| Header {
+///     kind: Kind::Data,
+///     source: 1,
+///     session: 2,
+///     session_start: 0,
+///     pub_seq,
+///     ring_seq,
+/// };
+/// let mut t = Tracker::default();
+/// t.observe(&sample(0, 100));
+/// // Two samples lost on the way, and 5 messages the (lossy) exporter never published.
+/// let gap = Gap { first: 101, in_transit: 2, at_source: 5, across_restart: 0 };
+/// assert_eq!(t.observe(&sample(3, 108)), Verdict::Import { start: None, gap: Some(gap) });
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Tracker {
     pos: Option<Position>,

@@ -39,6 +39,24 @@ pub enum Kind {
 }
 
 /// The header of one sample.
+///
+/// # Examples
+/// ```
+/// use shmcast_bridge::wire::{Header, Kind, HEADER_LEN};
+/// let h = Header {
+///     kind: Kind::Data,
+///     source: 1,
+///     session: 2,
+///     session_start: 3,
+///     pub_seq: 0,
+///     ring_seq: 41,
+/// };
+/// let mut sample = h.to_bytes().to_vec();
+/// sample.extend_from_slice(b"payload");
+/// assert_eq!(Header::decode(&sample), Ok(h));
+/// assert_eq!(&sample[HEADER_LEN..], b"payload");
+/// assert!(Header::decode(b"not a bridge sample").is_err());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
     /// Data or end of stream.
