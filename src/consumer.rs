@@ -293,6 +293,7 @@ impl Consumer {
         ConsumerBuilder::default()
     }
 
+    #[inline]
     fn message(&mut self, rec: Record) -> Message<'_> {
         Message {
             consumer: self,
@@ -589,6 +590,7 @@ impl Message<'_> {
         self.record().seq
     }
 
+    #[inline]
     fn record(&self) -> &Record {
         self.rec
             .as_ref()
@@ -637,12 +639,14 @@ impl fmt::Debug for Message<'_> {
 
 impl std::ops::Deref for Message<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         self.consumer.ring.payload(self.record())
     }
 }
 
 impl Drop for Message<'_> {
+    #[inline]
     fn drop(&mut self) {
         if let Some(rec) = self.rec.take() {
             if self.consumer.owned() {

@@ -162,7 +162,8 @@ fn producer_that_forks() {
 fn dropping_a_replaced_producer_keeps_the_successor_s_segment() {
     let name = ShmName::new("replaced");
     let first = Producer::builder().capacity(4096).create(&name.0).unwrap();
-    shmcast::remove(&name.0).unwrap();
+    // Removed by force, as the old example's `--replace` did while this producer lived.
+    shmcast::force_remove(&name.0).unwrap();
     let mut second = Producer::builder().capacity(4096).create(&name.0).unwrap();
     drop(first);
     let mut consumer = Consumer::builder()

@@ -338,6 +338,15 @@ impl Region {
     }
 }
 
+/// The three header words of a record (see `layout.rs`): its stamp (stream position, or an
+/// unpublished stamp), its sequence number, and its meta word (length and kind).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Hdr<'a> {
+    pub(crate) stamp: &'a AtomicU64,
+    pub(crate) seq: &'a AtomicU64,
+    pub(crate) meta: &'a AtomicU64,
+}
+
 /// The data ring of a region, as a process-private view (see [`Region::data`]): every raw
 /// access to the ring's bytes is a method here.
 #[derive(Clone, Copy, Debug)]
@@ -369,6 +378,25 @@ impl Data {
         // do. The same bytes are elsewhere copied with raw pointers only where the protocol
         // orders those copies against every atomic access (see `ring`).
         unsafe { &*(self.base.as_ptr().add((idx & self.mask8) as usize) as *const AtomicU64) }
+    }
+
+    /// The three header words of the record at index `idx`, from one masked pointer.
+    ///
+    /// # Safety
+    /// `idx` is 8-aligned and `idx + RECORD_HEADER <= capacity` (the header does not cross
+    /// the ring's end).
+    #[inline(always)]
+    pub(crate) unsafe fn header(&self, idx: u64) -> Hdr<'_> {
+        debug_assert!(idx % 8 == 0 && idx + 24 <= self.capacity);
+        let p = self.word(idx) as *const AtomicU64;
+        // SAFETY: the caller keeps the three words inside the ring; atomics, as in `word`.
+        unsafe {
+            Hdr {
+                stamp: &*p,
+                seq: &*p.add(1),
+                meta: &*p.add(2),
+            }
+        }
     }
 
     /// Raw pointer to data-ring byte `idx` (`idx <= capacity`: a zero-length payload may

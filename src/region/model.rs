@@ -45,6 +45,14 @@ pub(crate) struct Region {
     cv: Condvar,
 }
 
+/// The three header words of a record (see `memory.rs` `Hdr`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Hdr<'a> {
+    pub(crate) stamp: &'a AtomicU64,
+    pub(crate) seq: &'a AtomicU64,
+    pub(crate) meta: &'a AtomicU64,
+}
+
 /// The data ring of a model region (see `memory.rs` `Data`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Data {
@@ -66,6 +74,18 @@ impl Data {
 
     pub(crate) fn word(&self, idx: u64) -> &AtomicU64 {
         &self.cell(idx).atom
+    }
+
+    /// The three header words of the record at `idx`.
+    ///
+    /// # Safety
+    /// As in `memory.rs` (the model masks every word, so it is memory safe regardless).
+    pub(crate) unsafe fn header(&self, idx: u64) -> Hdr<'_> {
+        Hdr {
+            stamp: self.word(idx),
+            seq: self.word(idx + 8),
+            meta: self.word(idx + 16),
+        }
     }
 
     /// Copy `src` into the ring at `idx`: into the cells (loom checks lossless readers

@@ -26,20 +26,18 @@ use crate::sync::atomic::{fence, Ordering::*};
 use crate::wait::{Step, WaitPolicy, PROBE_INTERVAL};
 use std::time::Instant;
 
-/// A record a consumer holds: its payload and where the next record starts. Neither
-/// `Clone` nor `Copy`: made by `poll`, consumed by `release`.
+/// A record a consumer holds, at its cursor: what its header said. Small (three words, so
+/// the hot path passes it in registers); where its payload is and where the next record
+/// starts follow from the cursor. Neither `Clone` nor `Copy`: made by `poll`, consumed by
+/// `release`.
 #[derive(Debug)]
 pub(crate) struct Record {
-    /// Stream position of the record.
+    /// Stream position of the record (always the consumer's cursor).
     pos: u64,
-    /// Data-ring index of the payload.
-    idx: u64,
     /// Payload length.
     pub(crate) len: usize,
     /// Message sequence number.
     pub(crate) seq: u64,
-    /// Position of the next record.
-    end: u64,
 }
 
 /// Why a consumer found nothing.
@@ -60,6 +58,9 @@ impl From<Ended> for RecvTimeoutError {
     }
 }
 
+/// While spinning, look at the end of the stream and the deadline every this many polls.
+const CHECK_EVERY: u32 = 64;
+
 /// A validated record header.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Parsed {
@@ -69,7 +70,7 @@ pub(super) enum Parsed {
 
 impl RingConsumer {
     /// Validate the header words of a published record at `c` (index `idx`).
-    #[inline]
+    #[inline(always)]
     pub(super) fn parse(&self, c: u64, idx: u64) -> Result<Parsed, Corruption> {
         let room = self.d.cap - idx;
         // Relaxed: ordered after the caller's Acquire stamp load.
@@ -100,13 +101,53 @@ impl RingConsumer {
         }
     }
 
-    /// The next record, if it is published (lossless consumers).
-    #[inline]
+    /// The common case of `poll`, inlined into the handles: an in-place consumer whose next
+    /// record is a published message. Anything else (nothing published, a padding record or
+    /// a skip to the next lap, a copying consumer, a header that fails validation) says
+    /// `None`, and the caller takes the full path, [`Self::poll`], which decides.
+    #[inline(always)]
+    pub(crate) fn poll_fast(&mut self) -> Option<Record> {
+        if self.mode != Mode::InPlace {
+            return None;
+        }
+        let c = self.cursor;
+        let idx = c & self.d.mask;
+        let room = self.d.cap - idx;
+        if room < HDR {
+            return None;
+        }
+        // SAFETY: 8-aligned (positions are), and `room >= HDR`: the header fits.
+        let h = unsafe { self.data.header(idx) };
+        // Acquire pairs with the producer's Release stamp store in `writer.rs`
+        // `publish_stamps`: the header words and the payload are visible.
+        if h.stamp.load(Acquire) != c {
+            return None;
+        }
+        // Relaxed (meta, seq): ordered by the stamp load.
+        let m = h.meta.load(Relaxed);
+        let (len, kind) = (m & 0xffff_ffff, (m >> 32) as u32);
+        if kind != KIND_MESSAGE || len > self.d.max_message || record_size(len) > room {
+            return None;
+        }
+        Some(Record {
+            pos: c,
+            len: len as usize,
+            seq: h.seq.load(Relaxed),
+        })
+    }
+
+    /// The next record, if it is published (lossless consumers): every case, with errors.
+    ///
+    /// An in-place consumer does not check its slot here: a live one is never evicted (the
+    /// producer evicts live slots only if they registered as evictable), so the check
+    /// belongs to the slow path (`check_ended`, and `not_published` when a later lap's
+    /// stamp shows the producer passed us). A copying consumer checks, so that it learns of
+    /// an eviction at its next call even while its next record is still intact.
     pub(crate) fn poll(&mut self) -> Result<Option<Record>, RecvTimeoutError> {
         debug_assert!(self.mode != Mode::Lossy);
-        // Evicted consumers must not read: the producer no longer respects our cursor.
         // Relaxed: our own slot; the producer's CAS is the only other writer.
-        if self.region.slot(self.slot).state.load(Relaxed) != self.state {
+        if self.mode == Mode::Copy && self.region.slot(self.slot).state.load(Relaxed) != self.state
+        {
             return Err(RecvTimeoutError::Evicted);
         }
         // At most two rounds: a skip or a padding record moves the cursor to the start of
@@ -126,15 +167,13 @@ impl RingConsumer {
                 return self.not_published(c, stamp);
             }
             match self.parse(c, idx).map_err(RecvTimeoutError::Corrupt)? {
-                Parsed::Message { len, end } => {
+                Parsed::Message { len, .. } => {
                     // Relaxed: ordered by the stamp load.
                     let seq = self.data.word(idx + 8).load(Relaxed);
                     let rec = Record {
                         pos: c,
-                        idx: idx + HDR,
                         len: len as usize,
                         seq,
-                        end,
                     };
                     if self.mode == Mode::Copy {
                         self.copy_validated(&rec)?;
@@ -147,11 +186,18 @@ impl RingConsumer {
         Ok(None)
     }
 
+    /// Data-ring index of the payload of the record at the cursor.
+    #[inline(always)]
+    fn payload_idx(&self) -> u64 {
+        (self.cursor + HDR) & self.d.mask
+    }
+
     /// `Mode::Copy`: copy `rec` out and check that the producer did not overwrite it
     /// meanwhile, which it can only do after evicting us.
     fn copy_validated(&mut self, rec: &Record) -> Result<(), RecvTimeoutError> {
         self.copy.resize(rec.len, 0);
-        self.data.copy_out_atomic(rec.idx, &mut self.copy);
+        let idx = self.payload_idx();
+        self.data.copy_out_atomic(idx, &mut self.copy);
         // Seqlock validation: pairs with the fence after the claim store in `gate.rs`
         // `refresh` (had any byte we copied been overwritten, we see the claim that
         // allowed it). Acquire on the claim load: then its eviction, which came first,
@@ -199,6 +245,7 @@ impl RingConsumer {
     /// # Panics
     /// If `rec` is not the record at this consumer's cursor (an internal invariant).
     #[cfg(not(shmcast_loom))]
+    #[inline]
     pub(crate) fn payload(&self, rec: &Record) -> &[u8] {
         assert_eq!(rec.pos, self.cursor, "not the record this consumer holds");
         if self.mode == Mode::Copy {
@@ -210,7 +257,7 @@ impl RingConsumer {
         // self`: a live `InPlace` consumer is never evicted (the producer evicts live slots
         // only if they registered as evictable, or if a peer corrupted the slot table,
         // outside the protocol).
-        unsafe { self.data.payload(rec.idx, rec.len) }
+        unsafe { self.data.payload(self.payload_idx(), rec.len) }
     }
 
     /// Copy the payload of `rec` (the record this consumer holds) into `dst`.
@@ -222,12 +269,12 @@ impl RingConsumer {
             return;
         }
         // SAFETY: as in `payload`: in bounds, and not written until we release it.
-        unsafe { self.data.copy_out(rec.idx, dst) }
+        unsafe { self.data.copy_out(self.payload_idx(), dst) }
     }
 
     /// Release `rec` (the record just read): the producer may overwrite it once the cursor
     /// is published (every eighth of the ring, or when we run dry).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn release(&mut self, rec: Record) {
         self.release_quiet(rec);
         if self.cursor - self.published >= self.publish_every {
@@ -236,10 +283,11 @@ impl RingConsumer {
     }
 
     /// Release without publishing (a batch publishes once, at its end).
-    #[inline]
+    #[inline(always)]
     fn release_quiet(&mut self, rec: Record) {
         debug_assert_eq!(rec.pos, self.cursor);
-        self.cursor = rec.end;
+        // `poll` validated that the record fits before the ring's end.
+        self.cursor = self.d.skip_short(rec.pos + record_size(rec.len as u64));
         self.stats.messages += 1;
     }
 
@@ -369,27 +417,34 @@ impl RingConsumer {
     ) -> Result<T, RecvTimeoutError> {
         let mut n = 0u32;
         let mut force_probe = false;
+        let mut remaining = None;
         loop {
             if let Some(r) = poll(self)? {
                 return Ok(r);
             }
-            if let Some(ended) = self.check_ended(force_probe)? {
-                if ended != Ended::Evicted {
-                    if let Some(r) = poll(self)? {
-                        return Ok(r);
+            let step = policy.step(n);
+            // While spinning, the spin loop stays short (the poll alone): the end of the
+            // stream, the deadline and our cursor publication are looked at on the first
+            // empty poll and then every `CHECK_EVERY` spins; before every yield or sleep.
+            if step != Step::Spin || n % CHECK_EVERY == 0 {
+                if let Some(ended) = self.check_ended(force_probe)? {
+                    if ended != Ended::Evicted {
+                        if let Some(r) = poll(self)? {
+                            return Ok(r);
+                        }
                     }
+                    return Err(ended.into());
                 }
-                return Err(ended.into());
+                force_probe = false;
+                remaining = match deadline {
+                    Some(d) => match d.checked_duration_since(Instant::now()) {
+                        Some(r) if !r.is_zero() => Some(r),
+                        _ => return Err(RecvTimeoutError::Timeout),
+                    },
+                    None => None,
+                };
             }
-            force_probe = false;
-            let remaining = match deadline {
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(r) if !r.is_zero() => Some(r),
-                    _ => return Err(RecvTimeoutError::Timeout),
-                },
-                None => None,
-            };
-            match policy.step(n) {
+            match step {
                 Step::Spin => crate::sync::spin_loop(),
                 Step::Yield => crate::sync::yield_now(),
                 Step::Sleep => force_probe = self.sleep(remaining) == Wake::TimedOut,
@@ -431,12 +486,38 @@ impl RingConsumer {
     }
 
     /// The next record if one is published now (lossless consumers).
+    #[inline(always)]
     pub(crate) fn try_recv(&mut self) -> Result<Option<Record>, TryRecvError> {
+        match self.poll_fast() {
+            Some(rec) => Ok(Some(rec)),
+            None => self.try_recv_slow(),
+        }
+    }
+
+    /// `try_recv` beyond the common case: the full poll, then end-of-stream detection and
+    /// one more poll.
+    #[cold]
+    #[inline(never)]
+    fn try_recv_slow(&mut self) -> Result<Option<Record>, TryRecvError> {
         self.try_poll(Self::poll)
     }
 
     /// Wait for the next record (lossless consumers).
+    #[inline(always)]
     pub(crate) fn recv(
+        &mut self,
+        policy: WaitPolicy,
+        deadline: Option<Instant>,
+    ) -> Result<Record, RecvTimeoutError> {
+        match self.poll_fast() {
+            Some(rec) => Ok(rec),
+            None => self.recv_slow(policy, deadline),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn recv_slow(
         &mut self,
         policy: WaitPolicy,
         deadline: Option<Instant>,
@@ -462,9 +543,12 @@ impl RingConsumer {
             if n == max {
                 break;
             }
-            match self.poll() {
-                Ok(Some(next)) => rec = next,
-                _ => break,
+            match self.poll_fast() {
+                Some(next) => rec = next,
+                None => match self.poll() {
+                    Ok(Some(next)) => rec = next,
+                    _ => break,
+                },
             }
         }
         self.publish();

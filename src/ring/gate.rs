@@ -16,7 +16,7 @@
 
 use super::writer::RingProducer;
 use crate::layout::{
-    slot_gates, slot_generation, slot_kind, slot_state, SLOT_EVICTABLE, SLOT_EVICTED,
+    slot_gates, slot_generation, slot_kind, slot_state, MAX_POSITION, SLOT_EVICTABLE, SLOT_EVICTED,
 };
 use crate::region::LockId;
 use crate::sync::atomic::{fence, Ordering::*};
@@ -31,7 +31,7 @@ impl RingProducer {
         // Never claim what the gate forbids: a refused reservation must not make readers
         // believe intact records are being overwritten.
         if need > gate + cap {
-            self.limit = self.claim.min(gate + cap);
+            self.limit = self.claim.min(gate + cap).min(MAX_POSITION);
             return false;
         }
         if need > self.claim {
@@ -61,7 +61,8 @@ impl RingProducer {
             self.claim = claim;
             gate = self.scan_gate(need);
         }
-        self.limit = self.claim.min(gate + cap);
+        // Never above MAX_POSITION: `try_reserve` relies on it to catch the ceiling.
+        self.limit = self.claim.min(gate + cap).min(MAX_POSITION);
         need <= self.limit
     }
 

@@ -146,7 +146,7 @@ impl RingProducer {
     }
 
     /// Plan a record of `len` bytes at the tail.
-    #[inline]
+    #[inline(always)]
     fn plan(&self, len: usize) -> Result<Reservation, TrySendError> {
         let len64 = len as u64;
         if len64 > self.d.max_message {
@@ -163,35 +163,50 @@ impl RingProducer {
         } else {
             (start + room, true)
         };
-        let res = Reservation {
+        Ok(Reservation {
             start,
             pos,
             len: len64,
             next: self.d.skip_short(pos + rec),
             pad,
-        };
-        // Positions stay below MAX_POSITION (they carry across takeovers): refuse at the
-        // ceiling rather than let them overflow into the unpublished-stamp bit.
-        if res.write_end() > MAX_POSITION {
-            return Err(TrySendError::Exhausted);
-        }
-        Ok(res)
+        })
     }
 
     /// Where a `len`-byte message planned now would end its writes.
     pub(super) fn plan_end(&self, len: usize) -> Result<u64, TrySendError> {
-        self.plan(len).map(|r| r.write_end())
+        let end = self.plan(len)?.write_end();
+        if end > MAX_POSITION {
+            return Err(TrySendError::Exhausted);
+        }
+        Ok(end)
     }
 
     /// Reserve space for a `len`-byte message without waiting.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_reserve(&mut self, len: usize) -> Result<Reservation, TrySendError> {
         let res = self.plan(len)?;
         let end = res.write_end();
-        if end > self.limit && !self.refresh(end) {
-            return Err(TrySendError::Full);
+        // The limit never exceeds MAX_POSITION (see `gate.rs`), so this one comparison also
+        // catches the position ceiling.
+        if end > self.limit {
+            self.beyond_limit(end)?;
         }
         Ok(res)
+    }
+
+    /// The slow path of `try_reserve`: the position ceiling, or a gate refresh.
+    #[cold]
+    fn beyond_limit(&mut self, end: u64) -> Result<(), TrySendError> {
+        // Positions stay below MAX_POSITION (they carry across takeovers): refuse at the
+        // ceiling rather than let them overflow into the unpublished-stamp bit.
+        if end > MAX_POSITION {
+            return Err(TrySendError::Exhausted);
+        }
+        if self.refresh(end) {
+            Ok(())
+        } else {
+            Err(TrySendError::Full)
+        }
     }
 
     /// Reserve for a caller that fills the bytes itself ([`Self::reserved_mut`]): in a heap
@@ -309,7 +324,7 @@ impl RingProducer {
     }
 
     /// Copy `msg` into the current reservation and commit it.
-    #[inline]
+    #[inline(always)]
     fn write_commit(&mut self, res: Reservation, msg: &[u8]) {
         debug_assert_eq!(res.len(), msg.len());
         let idx = (res.pos + HDR) & self.d.mask;
@@ -345,23 +360,27 @@ impl RingProducer {
     /// Write `res`'s header, the padding before it and the unpublished stamp after it, and
     /// advance the private tail. With `publish`, also store its stamps (publication);
     /// without, the caller publishes it later with [`Self::publish_stamps`].
-    #[inline]
+    #[inline(always)]
     fn write_record(&mut self, res: &Reservation, publish: bool) {
         let r = &self.data;
-        let idx = res.pos & self.d.mask;
+        // SAFETY: `plan` placed the record where its header fits before the ring's end
+        // (8-aligned, `room >= record_size >= RECORD_HEADER`).
+        let h = unsafe { r.header(res.pos & self.d.mask) };
         // Relaxed (seq, meta, stamp ahead, padding header): published by the Release stamp
         // store in `publish_stamps`, which orders them before it.
-        r.word(idx + 8).store(self.next_seq, Relaxed);
-        r.word(idx + 16).store(meta(res.len, KIND_MESSAGE), Relaxed);
+        h.seq.store(self.next_seq, Relaxed);
+        h.meta.store(meta(res.len, KIND_MESSAGE), Relaxed);
         // The next record's stamp word may hold payload bytes from an earlier lap; make
         // sure it cannot match the next position before that record is published (and tell
         // lossy readers which sequence number comes next).
         r.word(res.next)
             .store(unpublished(self.next_seq.wrapping_add(1)), Relaxed);
         if res.pad {
-            let p = res.start & self.d.mask;
-            r.word(p + 8).store(self.next_seq, Relaxed);
-            r.word(p + 16).store(meta(0, KIND_PADDING), Relaxed);
+            // SAFETY: the tail is never in a fragment shorter than a header (`skip_short`),
+            // so the padding record's header fits.
+            let p = unsafe { r.header(res.start & self.d.mask) };
+            p.seq.store(self.next_seq, Relaxed);
+            p.meta.store(meta(0, KIND_PADDING), Relaxed);
         }
         if publish {
             self.publish_stamps(res);
@@ -380,7 +399,7 @@ impl RingProducer {
     /// `poll`, `lossy.rs` `poll_lossy`, `attach.rs`): the payload, seq, meta and the
     /// unpublished stamp ahead (and, for the first record of a batch, every later record of
     /// the batch) are visible to whoever sees the stamp.
-    #[inline]
+    #[inline(always)]
     fn publish_stamps(&self, res: &Reservation) {
         let r = &self.data;
         if res.pad {
@@ -390,7 +409,7 @@ impl RingProducer {
     }
 
     /// Store the committed end for attaching consumers, monitors and a future takeover.
-    #[inline]
+    #[inline(always)]
     fn store_tail(&mut self) {
         let h = self.region.header();
         // Release pairs with the Acquire tail / next_seq loads of attaching consumers
@@ -451,7 +470,7 @@ impl RingProducer {
     }
 
     /// Wake sleeping consumers if there are any (no syscall otherwise).
-    #[inline]
+    #[inline(always)]
     fn wake_consumers(&mut self) {
         if eventcount::notify(&self.region, &self.region.header().data) {
             self.stats.wake_syscalls += 1;
