@@ -110,6 +110,7 @@ fuzz_target!(|data: &[u8]| {
             Ok(()) => sent.push(msg),
             Err(TrySendError::Full) => {}
             Err(TrySendError::TooLarge { .. }) => assert!(len > max),
+            Err(e) => panic!("try_send({len}) after a takeover: {e:?}"),
         }
     }
     if let Some(c) = &mut late {

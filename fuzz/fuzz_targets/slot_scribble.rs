@@ -355,8 +355,11 @@ fuzz_target!(|input: Input| {
                 let old = h.seg.load_u32(h.s_slot() + SLOT_STATE);
                 let generation = generation.map_or(old >> 8, |g| g & 0x00ff_ffff);
                 let state = (generation << 8) | u32::from(*kind % 8);
-                h.seg
-                    .scribble(h.s_slot() + SLOT_STATE, &state.to_ne_bytes());
+                // SAFETY: no message of this ring is held in place while it is scribbled on.
+                unsafe {
+                    h.seg
+                        .scribble(h.s_slot() + SLOT_STATE, &state.to_ne_bytes())
+                }
             }
             Op::Reattach { oldest } => {
                 drop(h.scribbler.take());
