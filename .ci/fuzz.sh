@@ -81,7 +81,7 @@ max_len() {
   esac
 }
 
-count() { find "$1" -maxdepth 1 -type f 2>/dev/null | wc -l; }
+count() { { find "$1" -maxdepth 1 -type f 2>/dev/null || true; } | wc -l; }
 
 run_target() {
   local t=$1 new="$work/new/$t" artifacts="$work/artifacts/$t/" rc=0
@@ -150,7 +150,7 @@ for t in "${TARGETS[@]}"; do
     echo "--- $t: what failed ---"
     grep -m 2 -A 6 -E 'panicked at|ERROR: (libFuzzer|AddressSanitizer|LeakSanitizer)|merge failed' "$log" || true
     echo "--- $t: last lines of the libFuzzer log ---"
-    grep -vE '^#[0-9]+ +(NEW|REDUCE|pulse|RELOAD)' "$log" | tail -n 40
+    { grep -vE '^#[0-9]+ +(NEW|REDUCE|pulse|RELOAD)' "$log" || true; } | tail -n 40
     for a in "$work/artifacts/$t/"*; do
       [ -e "$a" ] || continue
       mkdir -p artifacts/"$t"
