@@ -33,7 +33,9 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use shmcast::fuzzing::layout::{KIND_MESSAGE, KIND_PADDING, MAX_POSITION, RECORD_META, RECORD_SEQ};
+use shmcast::fuzzing::layout::{
+    KIND_MESSAGE, KIND_PADDING, MAX_POSITION, PRODUCER_TAIL, RECORD_META, RECORD_SEQ,
+};
 use shmcast::fuzzing::HostileSegment;
 use shmcast::{Consumer, Producer, StartAt, TryRecvError, TrySendError};
 use shmcast_fuzz::{gate, max_message_for, payload, record_size, ModelConsumer, RingModel, HDR};
@@ -322,6 +324,20 @@ impl Harness {
             }
             (Err(TryRecvError::Disconnected), Expect::Empty { at }) if closed => {
                 self.check_nothing_skipped(k, mc, *at);
+                false
+            }
+            // An unpublished-looking stamp below the producer's published tail is corruption
+            // (issue 10, item 4): reported when the consumer probes the tail, so `Empty` or
+            // `Corrupt`.
+            (Err(TryRecvError::Corrupt(e)), Expect::Empty { at })
+                if e.position == *at
+                    && self.seg.load_u64(PRODUCER_TAIL) > *at
+                    && self.touched(mc.cursor, at + HDR) =>
+            {
+                let mut mc = mc;
+                mc.cursor = *at;
+                mc.published = *at;
+                self.consumers[k].1 = Follow::Exact(mc);
                 false
             }
             (Err(TryRecvError::Corrupt(e)), Expect::Corrupt { at } | Expect::Overrun { at }) => {

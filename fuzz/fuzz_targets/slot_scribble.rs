@@ -128,7 +128,8 @@ impl Harness {
         let state = self.seg.load_u32(self.s_slot() + SLOT_STATE);
         let c = self.seg.load_u64(self.s_slot() + SLOT_CURSOR);
         let m = &self.model;
-        state & 0xff == SLOT_LOSSLESS
+        // Lossless or evictable (5: not exported by `shmcast::fuzzing::layout`) slots gate.
+        (state & 0xff == SLOT_LOSSLESS || state & 0xff == 5)
             && c <= m.tail
             && c >= m.tail.saturating_sub(m.cap)
             && c.is_multiple_of(8)
@@ -355,8 +356,11 @@ fuzz_target!(|input: Input| {
                 let old = h.seg.load_u32(h.s_slot() + SLOT_STATE);
                 let generation = generation.map_or(old >> 8, |g| g & 0x00ff_ffff);
                 let state = (generation << 8) | u32::from(*kind % 8);
-                h.seg
-                    .scribble(h.s_slot() + SLOT_STATE, &state.to_ne_bytes());
+                // SAFETY: no message of this ring is held in place while it is scribbled on.
+                unsafe {
+                    h.seg
+                        .scribble(h.s_slot() + SLOT_STATE, &state.to_ne_bytes())
+                }
             }
             Op::Reattach { oldest } => {
                 drop(h.scribbler.take());

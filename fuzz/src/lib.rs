@@ -118,6 +118,9 @@ pub struct RingModel {
     pub next_seq: u64,
     /// The largest `write_end` of any reservation handed out (committed or aborted).
     pub max_write_end: u64,
+    /// The tail at the last takeover: a new producer has no checkpoints of what its
+    /// predecessor wrote, so `Oldest` starts (and lossy restarts) may skip everything below.
+    pub oldest_floor: u64,
     records: BTreeMap<u64, Rec>,
     sent: Vec<Sent>,
 }
@@ -131,6 +134,7 @@ impl RingModel {
             tail: 0,
             next_seq: 0,
             max_write_end: 0,
+            oldest_floor: 0,
             records: BTreeMap::new(),
             sent: Vec::new(),
         }
@@ -158,8 +162,12 @@ impl RingModel {
 
     /// Where a `len`-byte message would go now.
     pub fn plan(&self, len: u64) -> Plan {
+        self.plan_from(self.tail, len)
+    }
+
+    /// Where a `len`-byte message would go if the tail were `start`.
+    pub fn plan_from(&self, start: u64, len: u64) -> Plan {
         let rec = record_size(len);
-        let start = self.tail;
         let room = self.room(start);
         let (pos, pad) = if room >= rec {
             (start, false)
@@ -248,10 +256,80 @@ impl RingModel {
     /// starts are tracked per eighth, so up to a quarter of the capacity above what was
     /// overwritten, plus the record straddling that point).
     pub fn skippable_below(&self) -> u64 {
-        self.max_write_end.saturating_sub(self.cap)
+        (self.max_write_end.saturating_sub(self.cap)
             + self.cap / 4
             + record_size(self.max_message)
-            + HDR
+            + HDR)
+            .max(self.oldest_floor)
+    }
+
+    /// A new producer took over at the tail: the stream goes on at the same position and
+    /// sequence number; what came before may be skipped by `Oldest` starts (see
+    /// [`RingModel::oldest_floor`]).
+    pub fn takeover(&mut self) {
+        self.oldest_floor = self.tail;
+    }
+
+    /// Is the record at `pos`, `size` bytes long, still intact (nothing written over it
+    /// since)? Every reservation writes below its `write_end`, so what lies at or above
+    /// `max_write_end - capacity` is what was last written there.
+    pub fn intact(&self, pos: u64) -> bool {
+        pos + self.cap >= self.max_write_end
+    }
+
+    /// Check the ring's contents against the model, as a peer reading the segment would
+    /// see them after the producer returned: every intact record carries its header
+    /// exactly (stamp = position, sequence number, length and kind), the payloads of the
+    /// messages from `payloads_from` on are the bytes sent, and the word at the tail is
+    /// the unpublished stamp carrying the next sequence number.
+    ///
+    /// # Panics
+    /// At the first difference.
+    pub fn audit(&self, seg: &shmcast::fuzzing::HostileSegment, payloads_from: u64) {
+        use shmcast::fuzzing::layout::{
+            KIND_MESSAGE, KIND_PADDING, RECORD_META, RECORD_SEQ, RECORD_STAMP,
+        };
+        let lo = self.max_write_end.saturating_sub(self.cap);
+        for (pos, rec) in self.records.range(lo..) {
+            let (seq, meta) = match *rec {
+                Rec::Message { len, seq } => (seq, len | (u64::from(KIND_MESSAGE) << 32)),
+                Rec::Padding { seq } => (seq, u64::from(KIND_PADDING) << 32),
+            };
+            let stamp = seg.ring_word(pos + RECORD_STAMP);
+            assert_eq!(
+                stamp, *pos,
+                "record {rec:?} at {pos}: stamp {stamp:#x} (tail {}, written up to {})",
+                self.tail, self.max_write_end
+            );
+            assert_eq!(
+                seg.ring_word(pos + RECORD_SEQ),
+                seq,
+                "{rec:?} at {pos}: seq"
+            );
+            assert_eq!(
+                seg.ring_word(pos + RECORD_META),
+                meta,
+                "{rec:?} at {pos}: meta"
+            );
+            if let Rec::Message { len, seq } = *rec {
+                if seq >= payloads_from {
+                    let sent = self.sent(seq).expect("a recorded message was sent");
+                    assert_eq!(
+                        seg.ring_bytes(pos + HDR, len as usize),
+                        sent.payload,
+                        "message {seq} at {pos}: payload changed after it was written"
+                    );
+                }
+            }
+        }
+        let ahead = seg.ring_word(self.tail);
+        assert_eq!(
+            ahead,
+            (1 << 63) | self.next_seq,
+            "the stamp at the tail {} must be unpublished, carrying {}",
+            self.tail,
+            self.next_seq
+        );
     }
 
     /// Check where a consumer attaching at `StartAt::Oldest` started, against the documented
