@@ -697,7 +697,7 @@ pub struct LossyConsumerBuilder {
 }
 
 impl LossyConsumerBuilder {
-    fn finish(&self, region: Arc<Region>) -> Result<LossyConsumer, OpenError> {
+    pub(crate) fn finish(&self, region: Arc<Region>) -> Result<LossyConsumer, OpenError> {
         Ok(LossyConsumer {
             ring: RingConsumer::attach(region, self.options.start, true)?,
             wait: self.options.wait,

@@ -54,6 +54,14 @@ pub enum SegmentError {
         /// Its value.
         found: u64,
     },
+    /// A record's stamp is neither its stream position nor an unpublished stamp, where the
+    /// producer leaves one or the other.
+    BadStamp {
+        /// Stream position of the record.
+        position: u64,
+        /// The stamp found there.
+        found: u64,
+    },
     /// A size or offset differs from the layout this build derives from the capacity and
     /// slot count.
     LayoutMismatch {
@@ -101,6 +109,11 @@ impl fmt::Display for SegmentError {
                 f,
                 "segment header field {field} holds the impossible stream position {found}: \
                  the segment is corrupt"
+            ),
+            SegmentError::BadStamp { position, found } => write!(
+                f,
+                "the record at stream position {position} has the stamp {found:#x}, neither its \
+                 position nor an unpublished stamp: the segment is corrupt"
             ),
             SegmentError::LayoutMismatch {
                 field,

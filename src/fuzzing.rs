@@ -92,6 +92,10 @@ pub mod layout {
     pub const SLOT_LOSSLESS: u32 = l::SLOT_LOSSLESS;
     /// Slot kind of a slot the producer evicted.
     pub const SLOT_EVICTED: u32 = l::SLOT_EVICTED;
+    /// Slot kind of a lossless consumer that copies messages out (its producer evicts).
+    pub const SLOT_EVICTABLE: u32 = l::SLOT_EVICTABLE;
+    /// Slot kind of a lossy consumer.
+    pub const SLOT_LOSSY: u32 = l::SLOT_LOSSY;
 
     /// Size of the record that carries a `len`-byte payload (header, payload, alignment).
     pub const fn record_size(len: u64) -> u64 {
@@ -222,6 +226,18 @@ impl HostileSegment {
         ConsumerBuilder::default()
             .start_at(start)
             .wait_policy(WaitPolicy::BusySpin)
+            .finish(Arc::clone(&self.region))
+    }
+
+    /// Attach a lossy consumer (never blocks: use `try_recv_into` on it).
+    ///
+    /// # Errors
+    /// As [`ConsumerBuilder::open`].
+    pub fn lossy_consumer(&self, start: StartAt) -> Result<crate::LossyConsumer, OpenError> {
+        ConsumerBuilder::default()
+            .start_at(start)
+            .wait_policy(WaitPolicy::BusySpin)
+            .lossy()
             .finish(Arc::clone(&self.region))
     }
 

@@ -9,7 +9,7 @@ use shmcast::fuzzing::layout::{
     SLOT_STATE,
 };
 use shmcast::fuzzing::HostileSegment;
-use shmcast::{Consumer, Producer, SegmentError, StartAt, TryRecvError, TrySendError};
+use shmcast::{Consumer, OpenError, Producer, SegmentError, StartAt, TryRecvError, TrySendError};
 use std::time::Duration;
 
 /// A valid empty segment as bytes, with `(offset, value)` words patched in.
@@ -254,5 +254,107 @@ fn a_consumer_that_scribbles_its_state_does_not_gate_the_producer_after_it_leave
         p.send_timeout(&[i; 30], Duration::from_secs(5))
             .expect("the dead slot is reclaimed");
         assert_eq!(&*honest.try_recv().expect("sent"), &[i; 30]);
+    }
+}
+
+// ---- Found by the extended fuzz targets (hostile_stream, op_sequences) -------------------
+
+/// A lossy consumer lapped before a takeover recovered to the new producer's tail (which
+/// has no checkpoints yet) and reported `Empty`; the loss surfaced only with the next
+/// message, and never if the stream then closed. (`op_sequences`, no scribble needed.)
+#[test]
+fn a_lossy_consumer_lapped_before_a_takeover_reports_its_loss() {
+    let mut p = Producer::builder()
+        .capacity(256)
+        .create_in_process()
+        .expect("valid config");
+    let mut lossy = Consumer::builder()
+        .lossy()
+        .attach_to(&p)
+        .expect("a free slot");
+    for i in 0..20u8 {
+        p.try_send(&[i; 16]).expect("nobody gates");
+    }
+    let seg = HostileSegment::of_producer(&p).expect("a heap ring");
+    drop(p);
+    let p2 = seg.producer().expect("takeover");
+    let mut buf = Vec::new();
+    assert_eq!(lossy.try_recv_into(&mut buf), Err(TryRecvError::Lagged(20)));
+    drop(p2);
+    assert_eq!(
+        lossy.try_recv_into(&mut buf),
+        Err(TryRecvError::Disconnected)
+    );
+}
+
+/// A lossy consumer attaching where the stamp is neither a record's nor an unpublished
+/// one retried a thousand times and said `AttachRace` ("retry"): it is corruption.
+/// (`hostile_stream`.)
+#[test]
+fn a_lossy_attach_at_a_garbage_stamp_is_corrupt_not_a_race() {
+    let seg = HostileSegment::fresh(256, 40, 2).expect("valid config");
+    let mut p = seg.producer().expect("fresh");
+    for i in 0..3u8 {
+        p.try_send(&[i; 8]).expect("room");
+    }
+    // The unpublished stamp at the tail (3 records of 32 bytes).
+    // SAFETY: no message of this ring is held in place while it is scribbled on.
+    unsafe { seg.scribble_ring(96, &0x0123_4567_89ab_cdefu64.to_ne_bytes()) };
+    let r = Consumer::builder().lossy().attach_to(&p);
+    assert!(
+        matches!(
+            r,
+            Err(OpenError::Segment(SegmentError::BadStamp {
+                position: 96,
+                ..
+            }))
+        ),
+        "{r:?}"
+    );
+}
+
+/// A takeover accepted a tail that nothing confirms (no record ends there, and the word
+/// there is neither a record nor an unpublished stamp), moving the stream anywhere.
+/// (`hostile_stream`.)
+#[test]
+fn a_takeover_refuses_a_tail_nothing_confirms() {
+    let seg = HostileSegment::fresh(256, 40, 2).expect("valid config");
+    let mut p = seg.producer().expect("fresh");
+    for i in 0..3u8 {
+        p.try_send(&[i; 8]).expect("room");
+    }
+    drop(p);
+    // SAFETY: no message of this ring is held in place while it is scribbled on.
+    unsafe { seg.scribble(PRODUCER_TAIL, &200u64.to_ne_bytes()) };
+    let r = seg.producer();
+    assert!(
+        matches!(
+            r,
+            Err(OpenError::Segment(SegmentError::BadStamp {
+                position: 200,
+                ..
+            }))
+        ),
+        "{r:?}"
+    );
+}
+
+/// A takeover refused a scribbled `next_seq` beyond what the tail can hold even when the
+/// records give the right number; the records win. (`hostile_stream`.)
+#[test]
+fn a_takeover_overrules_an_impossible_next_seq_the_records_contradict() {
+    let seg = HostileSegment::fresh(256, 40, 2).expect("valid config");
+    let mut c = seg.consumer(StartAt::Oldest).expect("a free slot");
+    let mut p = seg.producer().expect("fresh");
+    for i in 0..3u8 {
+        p.try_send(&[i; 8]).expect("room");
+    }
+    drop(p);
+    // SAFETY: no message of this ring is held in place while it is scribbled on.
+    unsafe { seg.scribble(PRODUCER_NEXT_SEQ, &1000u64.to_ne_bytes()) };
+    let mut p = seg.producer().expect("the records give the number");
+    p.try_send(&[3; 8]).expect("room");
+    for want in 0..4u64 {
+        assert_eq!(c.try_recv().map(|m| m.seq()), Ok(want));
     }
 }

@@ -58,9 +58,9 @@ fn receive_any(seg: &HostileSegment, c: &mut Consumer) {
 /// Does a consumer of `seg` copy messages out (an evictable slot: the segment says its
 /// producer evicts)?
 fn copies(seg: &HostileSegment) -> bool {
-    const SLOT_EVICTABLE: u32 = 5;
-    (0..seg.max_consumers())
-        .any(|i| seg.load_u32(seg.slot_offset(i) + layout::SLOT_STATE) & 0xff == SLOT_EVICTABLE)
+    (0..seg.max_consumers()).any(|i| {
+        seg.load_u32(seg.slot_offset(i) + layout::SLOT_STATE) & 0xff == layout::SLOT_EVICTABLE
+    })
 }
 
 /// A valid segment whose every byte after the layout line comes from `data`.

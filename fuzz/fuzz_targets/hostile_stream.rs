@@ -389,10 +389,8 @@ impl Harness {
                 self.model.tail,
                 plan.write_end()
             ),
-            // KNOWN ISSUE (reported): a takeover accepts a stored tail that no record
-            // confirms (the stamp there neither published nor the unpublished stamp every
-            // commit leaves), so a forged tail can move the stream up to the position
-            // ceiling.
+            // A forged tail that a forged record confirms can still move the stream up to the
+            // position ceiling (a takeover refuses one that nothing confirms).
             Err(TrySendError::Exhausted) if self.derailed => {}
             Err(e) => panic!("try_send({len}): {e:?}"),
         }
@@ -612,14 +610,6 @@ impl Harness {
                 if next == m.next_seq {
                     return Follow::Lossy(Some(next));
                 }
-                // KNOWN BUG (reported): lapped before a takeover, a lossy consumer restarts at
-                // the new producer's tail (it has no checkpoints yet) and, if nothing is sent
-                // after it, ends with `Disconnected` without reporting what it lost.
-                // (Before the close it says `Empty` and reports the loss with the next
-                // message.)
-                if (next..m.next_seq).all(|s| m.sent(s).is_some_and(|s| s.pos < m.oldest_floor)) {
-                    return Follow::Lossy(Some(next));
-                }
                 let claim = self.seg.load_u64(PRODUCER_CLAIM);
                 let impossible = claim > self.seg.load_u64(PRODUCER_TAIL) + m.cap;
                 let s = m.sent(next).expect("next < next_seq");
@@ -684,7 +674,9 @@ impl Harness {
                 self.model.takeover();
                 true
             }
-            Err(OpenError::Segment(SegmentError::BadPosition { .. })) => {
+            Err(OpenError::Segment(
+                SegmentError::BadPosition { .. } | SegmentError::BadStamp { .. },
+            )) => {
                 // The stream stays closed: consumers drain it and see `Disconnected`.
                 assert!(
                     self.any_dirty(),
@@ -727,11 +719,9 @@ impl Harness {
             {
                 return
             }
-            // KNOWN BUG (reported, no core test yet): a lossy consumer that finds neither a
-            // published nor an unpublished stamp at its start retries 1000 times and says
-            // `AttachRace` ("retry"), where nothing races it: it is corruption, and retrying
-            // does not help until the producer writes there.
-            Err(OpenError::AttachRace)
+            // A lossy consumer that finds neither a published nor an unpublished stamp at its
+            // start: corruption (a scribbled tail word), not a race to retry.
+            Err(OpenError::Segment(SegmentError::BadStamp { .. }))
                 if lossy
                     && (self.derailed
                         || !self.header.is_empty()

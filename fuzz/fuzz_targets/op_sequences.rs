@@ -736,13 +736,9 @@ fn recv_lossy(m: &RingModel, i: usize, l: &mut Lossy, closed: bool) -> bool {
             true
         }
         Err(TryRecvError::Empty) if !closed => {
-            // KNOWN BUG (reported): lapped before a takeover, a lossy consumer restarts at the
-            // new producer's tail (which has no checkpoints yet) and says `Empty`; it reports
-            // what it lost only when the next message comes. Accepted only for messages
-            // below the takeover's tail; what it expects is then unknown until it reports.
-            let unreported = |from: u64| {
-                (from..m.next_seq).all(|s| m.sent(s).is_some_and(|s| s.pos < m.oldest_floor))
-            };
+            // Empty means caught up: a consumer lapped before a takeover, restarting at the
+            // new producer's tail, reports what it lost at once (the unpublished stamp there
+            // carries the next number), not with the next message.
             let Some(next) = l.next else {
                 if m.oldest_floor == 0 {
                     // An `Oldest` consumer that starts at the tail skipped everything.
@@ -754,22 +750,13 @@ fn recv_lossy(m: &RingModel, i: usize, l: &mut Lossy, closed: bool) -> bool {
                 }
                 return false;
             };
-            assert!(
-                next == m.next_seq || unreported(next),
-                "lossy {i}: Empty, but {next} was sent"
-            );
+            assert!(next == m.next_seq, "lossy {i}: Empty, but {next} was sent");
             false
         }
         Err(TryRecvError::Disconnected) if closed => {
             let next = *l.next.get_or_insert(m.next_seq);
-            // KNOWN BUG (reported): lapped before a takeover, a lossy consumer restarts at the
-            // new producer's tail (it has no checkpoints yet) and, if nothing is sent after
-            // it, ends without reporting what it lost: accepted only for messages below the
-            // takeover's tail.
-            let unreported_at_takeover =
-                (next..m.next_seq).all(|s| m.sent(s).is_some_and(|s| s.pos < m.oldest_floor));
             assert!(
-                next == m.next_seq || unreported_at_takeover,
+                next == m.next_seq,
                 "lossy {i}: Disconnected before {next} (sent {})",
                 m.next_seq
             );

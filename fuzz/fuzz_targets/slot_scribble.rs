@@ -21,8 +21,8 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use shmcast::fuzzing::layout::{
-    DATA_SLEEPERS, DATA_WORD, HWM, SLOT_CURSOR, SLOT_LOSSLESS, SLOT_PID, SLOT_STATE,
-    SPACE_SLEEPERS, SPACE_WORD,
+    DATA_SLEEPERS, DATA_WORD, HWM, SLOT_CURSOR, SLOT_EVICTABLE, SLOT_LOSSLESS, SLOT_PID,
+    SLOT_STATE, SPACE_SLEEPERS, SPACE_WORD,
 };
 use shmcast::fuzzing::HostileSegment;
 use shmcast::{
@@ -128,8 +128,8 @@ impl Harness {
         let state = self.seg.load_u32(self.s_slot() + SLOT_STATE);
         let c = self.seg.load_u64(self.s_slot() + SLOT_CURSOR);
         let m = &self.model;
-        // Lossless or evictable (5: not exported by `shmcast::fuzzing::layout`) slots gate.
-        (state & 0xff == SLOT_LOSSLESS || state & 0xff == 5)
+        // Lossless or evictable slots gate.
+        (state & 0xff == SLOT_LOSSLESS || state & 0xff == SLOT_EVICTABLE)
             && c <= m.tail
             && c >= m.tail.saturating_sub(m.cap)
             && c.is_multiple_of(8)

@@ -208,8 +208,18 @@ impl RingConsumer {
             // Seqlock validation: pairs with the fence after the claim store in `gate.rs`
             // `refresh`. Had the producer overwritten what we read, we see its claim.
             fence(Acquire);
+            let intact = region.header().producer.claim.load(Relaxed) <= c + self.d.cap;
+            if intact && seq.is_none() {
+                // Neither a record nor the unpublished stamp every commit leaves: corrupt,
+                // not a race to retry.
+                return Err(SegmentError::BadStamp {
+                    position: c,
+                    found: stamp,
+                }
+                .into());
+            }
             if let Some(seq) = seq {
-                if region.header().producer.claim.load(Relaxed) <= c + self.d.cap {
+                if intact {
                     self.cursor = c;
                     self.published = c;
                     self.expected_seq = seq;

@@ -13,6 +13,7 @@ use super::attach::{Mode, RingConsumer};
 use super::cursor::Parsed;
 use super::HDR;
 use crate::error::{Corruption, RecvTimeoutError, SegmentError, TryRecvError};
+use crate::layout::unpublished_seq;
 use crate::sync::atomic::{fence, Ordering::*};
 use crate::wait::WaitPolicy;
 use std::time::Instant;
@@ -70,6 +71,15 @@ impl RingConsumer {
                 if self.lapped(c) {
                     self.recover()?;
                     continue;
+                }
+                // Nothing published at `c`: the unpublished stamp there says which number
+                // comes next. Past what we expect, the stream moved on without us (we were
+                // lapped, then recovered to a tail, e.g. after a takeover): report the loss
+                // now, not at the next message, which may never come.
+                if let Some(next) = unpublished_seq(stamp) {
+                    if next > self.expected_seq {
+                        return Err(self.lost(c, next));
+                    }
                 }
                 return Ok(None);
             }

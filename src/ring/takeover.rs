@@ -95,10 +95,6 @@ fn recover(region: &Region, d: &Dims) -> Result<(u64, u64, u64), SegmentError> {
     }
     let claim = position("claim", h.producer.claim.load(Acquire))?;
     let header_seq = h.producer.next_seq.load(Acquire);
-    // Every message takes at least a record header.
-    if header_seq > stored / HDR {
-        return Err(bad("next_seq", header_seq));
-    }
     let tail = d.skip_short(stored);
     // The number the records give at the tail: the published record there (its producer
     // died before storing the tail past it) or the unpublished stamp every commit leaves.
@@ -116,12 +112,22 @@ fn recover(region: &Region, d: &Dims) -> Result<(u64, u64, u64), SegmentError> {
         // Acquire pairs with the Release head store in `gate.rs` `refresh`.
         let head = h.producer.head.load(Acquire);
         match (walked_seq(region, d, head, tail), at_tail) {
+            // The records up to the tail agree with each other: the word at the tail (or
+            // the header) was scribbled; the takeover rewrites both.
             (Some(w), None) => w,
             (Some(w), Some(s)) if w == s || w == header_seq => w,
-            (None, None) => header_seq,
+            // Nothing confirms this tail: no record ends there, and the word there is
+            // neither a record nor the unpublished stamp every commit leaves.
+            (None, None) => {
+                return Err(SegmentError::BadStamp {
+                    position: tail,
+                    found: stamp,
+                })
+            }
             _ => return Err(bad("next_seq", header_seq)),
         }
     };
+    // Every message takes at least a record header.
     if next_seq > tail / HDR {
         return Err(bad("next_seq", next_seq));
     }
