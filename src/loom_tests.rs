@@ -484,6 +484,48 @@ fn a_consumer_attaching_at_next_while_the_producer_laps_misses_nothing_after_its
     });
 }
 
+/// Property 6, attach into a reused slot: the slot's cursor still holds where its previous
+/// owner left it, two laps ago (an impossible cursor now). A consumer attaching there while
+/// the producer scans must be judged by its own cursor: the producer sees the new state
+/// only with the new cursor, never evicts the newcomer for its predecessor's position, and
+/// the newcomer receives everything from its start.
+///
+/// Guards: the slot state store `Release` in `attach.rs` `register_lossless` (after the
+/// cursor store) with the state load `Acquire` in `gate.rs` `scan_gate` (before the cursor
+/// load).
+#[test]
+fn a_consumer_attaching_into_a_reused_slot_is_judged_by_its_own_cursor() {
+    model("6d attach into a reused slot", NORMAL, || {
+        let ring = ring(1);
+        let mut p = producer(&ring);
+        // The first owner reads one message, releases it, and leaves: its cursor stays.
+        let mut first = consumer(&ring, StartAt::Next);
+        p.try_send(&payload(0, 8)).unwrap();
+        assert_eq!(try_recv(&mut first), Ok(msg(0, 8)));
+        first.publish();
+        first.detach();
+        // Two laps later, that cursor is impossible.
+        let mut seq = 1;
+        for _ in 0..10 {
+            p.try_send(&payload(seq, 24)).unwrap();
+            seq += 1;
+        }
+        let lens = [MAX, MAX, MAX, MAX];
+        let r = Arc::clone(&ring);
+        let consumer = thread::spawn(move || {
+            let mut c = consumer(&r, StartAt::Next);
+            drain_spinning(&mut c)
+        });
+        for (s, &len) in (seq..).zip(&lens) {
+            send_spinning(&mut p, s, len);
+        }
+        p.close();
+        let got = consumer.join().unwrap();
+        let from = got.first().map_or(seq + lens.len() as u64, |m| m.seq);
+        assert_eq!(got, msgs(from, &lens[(from - seq) as usize..]));
+    });
+}
+
 /// Property 6, detach: a consumer that detaches while holding a record, with the producer
 /// waiting on the full ring behind it, wakes the producer, which then overwrites that
 /// record only after the consumer's last read of it.
