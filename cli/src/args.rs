@@ -66,7 +66,8 @@ pub(crate) struct TopArgs {
     /// Seconds between refreshes (fractions allowed).
     #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_interval)]
     pub(crate) interval: Duration,
-    /// Stop after this many refreshes (default: run until Ctrl-C).
+    /// Stop after printing this many frames; the first is printed at once, without rates
+    /// (default: run until Ctrl-C).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) iterations: Option<u64>,
 }
