@@ -54,6 +54,8 @@ pub enum SegmentError {
         /// Its value.
         found: u64,
     },
+    /// The object is not a regular file (a FIFO, a directory, a device): not a segment.
+    NotAFile,
     /// A record's stamp is neither its stream position nor an unpublished stamp, where the
     /// producer leaves one or the other.
     BadStamp {
@@ -110,6 +112,11 @@ impl fmt::Display for SegmentError {
                 "segment header field {field} holds the impossible stream position {found}: \
                  the segment is corrupt"
             ),
+            SegmentError::NotAFile => write!(
+                f,
+                "not a shmcast segment: the object is not a regular file (a FIFO, a directory \
+                 or a device); check the name or path"
+            ),
             SegmentError::BadStamp { position, found } => write!(
                 f,
                 "the record at stream position {position} has the stamp {found:#x}, neither its \
@@ -129,6 +136,25 @@ impl fmt::Display for SegmentError {
 }
 
 impl std::error::Error for SegmentError {}
+
+impl SegmentError {
+    /// Was the object recognised as a shmcast segment (its magic number matched) before it
+    /// failed validation? True for a damaged or incompatible segment, false for a foreign
+    /// object (or one too small, or too new, to tell).
+    ///
+    /// # Examples
+    /// ```
+    /// use shmcast::SegmentError;
+    /// assert!(SegmentError::VersionMismatch { found: 1, expected: 2 }.has_shmcast_magic());
+    /// assert!(!SegmentError::BadMagic { found: 0x1234 }.has_shmcast_magic());
+    /// ```
+    pub fn has_shmcast_magic(&self) -> bool {
+        !matches!(
+            self,
+            SegmentError::Uninitialized | SegmentError::BadMagic { .. } | SegmentError::NotAFile
+        ) && !matches!(self, SegmentError::Truncated { needed, .. } if *needed == crate::layout::HEADER_SIZE as u64)
+    }
+}
 
 /// Creating a segment failed.
 #[derive(Debug)]
@@ -348,12 +374,12 @@ impl fmt::Display for RemoveError {
             RemoveError::NotFound(what) => write!(f, "segment {what} does not exist"),
             RemoveError::ProducerAlive { name, pid } => write!(
                 f,
-                "segment '{name}' has a live producer (pid {pid}); stop it first, or remove \
+                "segment {name} has a live producer (pid {pid}); stop it first, or remove \
                  the segment by force (shmcast::force_remove) if you know better"
             ),
             RemoveError::Segment { name, error } => write!(
                 f,
-                "'{name}' is not a usable shmcast segment ({error}); remove it by force \
+                "{name} is not a usable shmcast segment ({error}); remove it by force \
                  (shmcast::force_remove) if it is a leftover"
             ),
             RemoveError::Io { context, source } => write!(f, "{context}: {source}"),

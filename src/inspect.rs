@@ -47,6 +47,10 @@ pub struct Snapshot {
     pub max_consumers: u32,
     /// Size of the whole segment in bytes.
     pub segment_size: u64,
+    /// The owner's user id, for a mapped segment (consumers need read and write access).
+    pub owner_uid: Option<u32>,
+    /// The permission bits of a named or path-backed segment.
+    pub mode: Option<u32>,
     /// The producer.
     pub producer: ProducerInfo,
     /// Every slot that is not free, by index.
@@ -269,6 +273,8 @@ pub(crate) fn snapshot(region: &Region) -> Snapshot {
         max_message: geo.max_message,
         max_consumers: geo.max_consumers,
         segment_size: geo.total_size,
+        owner_uid: region.owner_uid(),
+        mode: region.mode(),
         producer,
         consumers,
     }

@@ -203,16 +203,42 @@ pub use producer::{Producer, ProducerBuilder, Reserved, ReservedValue};
 /// ```
 #[cfg(not(shmcast_loom))]
 pub fn remove(name: &str) -> Result<(), RemoveError> {
-    let region = match region::Region::open_read_only(os::segment::Source::Name(name.into()), None)
-    {
+    remove_source(os::segment::Source::Name(name.into()), &format!("'{name}'"))
+}
+
+/// [`remove`] for a segment in a file at `path` (tmpfs, hugetlbfs): the same checks.
+///
+/// # Errors
+/// As [`remove`].
+///
+/// # Examples
+/// ```
+/// let path = std::env::temp_dir().join(format!("shmcast-doc-rmpath-{}", std::process::id()));
+/// drop(shmcast::Producer::builder().remove_on_drop(false).create_path(&path)?);
+/// shmcast::remove_path(&path)?;
+/// assert!(!path.exists());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(not(shmcast_loom))]
+pub fn remove_path(path: impl AsRef<std::path::Path>) -> Result<(), RemoveError> {
+    let path = path.as_ref();
+    remove_source(
+        os::segment::Source::Path(path.to_path_buf()),
+        &path.display().to_string(),
+    )
+}
+
+#[cfg(not(shmcast_loom))]
+fn remove_source(source: os::segment::Source, what: &str) -> Result<(), RemoveError> {
+    let region = match region::Region::open_read_only(source, None) {
         Ok(r) => r,
         Err(OpenError::InvalidName { name, reason }) => {
             return Err(RemoveError::InvalidName { name, reason })
         }
-        Err(OpenError::NotFound(_)) => return Err(RemoveError::NotFound(format!("'{name}'"))),
+        Err(OpenError::NotFound(_)) => return Err(RemoveError::NotFound(what.into())),
         Err(OpenError::Segment(error)) => {
             return Err(RemoveError::Segment {
-                name: name.into(),
+                name: what.into(),
                 error,
             })
         }
@@ -226,7 +252,7 @@ pub fn remove(name: &str) -> Result<(), RemoveError> {
     };
     if region.held_by_other(region::LockId::Producer) {
         return Err(RemoveError::ProducerAlive {
-            name: name.into(),
+            name: what.into(),
             // Relaxed: informational.
             pid: region
                 .header()
@@ -239,7 +265,7 @@ pub fn remove(name: &str) -> Result<(), RemoveError> {
     match region.unlink_if_ours() {
         Ok(_) => Ok(()),
         Err(source) => Err(RemoveError::Io {
-            context: format!("remove '{name}'"),
+            context: format!("remove {what}"),
             source,
         }),
     }

@@ -232,3 +232,46 @@ fn lag_is_reported_for_lossless_and_lossy_consumers() {
     let _ = TrySendError::Full;
     let _ = Duration::ZERO;
 }
+
+/// A FIFO under a segment's name made inspection and removal hang for ever (opening a FIFO
+/// for reading waits for a writer); any local user can make one in /dev/shm. Every open is
+/// non-blocking and refuses what is not a regular file. (Found by the `shmcast` tool's
+/// tests.)
+#[test]
+fn a_fifo_under_the_name_is_refused_at_once() {
+    let _one = serial();
+    let name = ShmName::new("fifo");
+    let path = std::ffi::CString::new(name.dev_shm_path().to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let n = name.as_str().to_string();
+    std::thread::spawn(move || {
+        let inspected = shmcast::inspect(&n).map(|_| ());
+        let removed = shmcast::remove(&n);
+        let opened = Consumer::builder().open(&n).map(|_| ());
+        let _ = tx.send((inspected, removed, opened));
+    });
+    let (inspected, removed, opened) = rx
+        .recv_timeout(common::HANG_GUARD)
+        .expect("inspecting a FIFO hung");
+    assert!(
+        matches!(inspected, Err(OpenError::Segment(SegmentError::NotAFile))),
+        "{inspected:?}"
+    );
+    assert!(
+        matches!(
+            removed,
+            Err(RemoveError::Segment {
+                error: SegmentError::NotAFile,
+                ..
+            })
+        ),
+        "{removed:?}"
+    );
+    assert!(
+        matches!(opened, Err(OpenError::Segment(SegmentError::NotAFile))),
+        "{opened:?}"
+    );
+    assert!(!SegmentError::NotAFile.has_shmcast_magic());
+}

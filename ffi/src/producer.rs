@@ -243,6 +243,30 @@ unsafe fn with(
 
 /// Apply C options to a core builder.
 ///
+/// The options of a takeover (`shmcast_producer_open`): the geometry fields are ignored,
+/// as documented (the segment has one), so the core checks nothing against it.
+///
+/// # Safety
+/// `opts` is NULL or points to a `shmcast_producer_options`.
+unsafe fn takeover_builder(
+    opts: *const shmcast_producer_options,
+) -> Result<ProducerBuilder, Failure> {
+    let b = Producer::builder();
+    if opts.is_null() {
+        return Ok(b);
+    }
+    // SAFETY: non-NULL, points to options per the caller's contract; every field is an
+    // integer, so any bit pattern is a valid value.
+    let o = unsafe { opts.read() };
+    let mut b = b
+        .wait_policy(o.wait.to_core()?)
+        .remove_on_drop(o.remove_on_close != 0);
+    if o.evict_after_ns != 0 {
+        b = b.evict_after(Duration::from_nanos(o.evict_after_ns));
+    }
+    Ok(b)
+}
+
 /// # Safety
 /// `opts` is NULL or points to a `shmcast_producer_options`.
 unsafe fn builder(opts: *const shmcast_producer_options) -> Result<ProducerBuilder, Failure> {
@@ -398,7 +422,7 @@ pub unsafe extern "C" fn shmcast_producer_open(
         unsafe {
             create(out, || {
                 let name = name_arg(name, "name")?;
-                Ok(builder(opts)?.open(&name)?)
+                Ok(takeover_builder(opts)?.open(&name)?)
             })
         }
     })
@@ -723,9 +747,16 @@ mod tests {
         let core = Producer::builder().create_in_process().unwrap();
         assert_eq!(from_c.capacity(), core.capacity());
         assert_eq!(from_c.max_message(), core.max_message());
+        // The C defaults set the geometry the core would choose, explicitly.
         assert_eq!(
             format!("{:?}", builder_defaults()),
-            format!("{:?}", Producer::builder())
+            format!(
+                "{:?}",
+                Producer::builder()
+                    .capacity(1 << 20)
+                    .max_consumers(16)
+                    .mode(0o600)
+            )
         );
     }
 

@@ -281,7 +281,10 @@ pub(crate) fn open(source: Source, opts: &OpenOptions) -> Result<Mapping, OpenEr
     } else {
         libc::O_RDWR
     };
-    let flags = access | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // O_NONBLOCK: opening a FIFO someone put under the name must not wait for a writer (it
+    // is refused below, as every object that is not a regular file). Without effect on
+    // regular files.
+    let flags = access | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
     let fd = match &source {
         Source::Name(name) => {
             let c = validate_name(name).map_err(|reason| OpenError::InvalidName {
@@ -325,6 +328,9 @@ pub(crate) fn open_fd(fd: BorrowedFd<'_>, opts: &OpenOptions) -> Result<Mapping,
 
 fn map_existing(file: File, source: Source, opts: &OpenOptions) -> Result<Mapping, OpenError> {
     let meta = file.metadata().map_err(io_open("fstat the segment"))?;
+    if !meta.file_type().is_file() {
+        return Err(crate::error::SegmentError::NotAFile.into());
+    }
     if !opts.allow_foreign_owner {
         // SAFETY: geteuid cannot fail.
         let uid = unsafe { libc::geteuid() };

@@ -309,6 +309,15 @@ impl Region {
         }
     }
 
+    /// The owner of a mapped segment.
+    pub(crate) fn owner_uid(&self) -> Option<u32> {
+        use std::os::unix::fs::MetadataExt;
+        match &self.backing {
+            Backing::Mapped { map, .. } => map.file().metadata().ok().map(|m| m.uid()),
+            Backing::Heap { .. } => None,
+        }
+    }
+
     /// The segment's permission bits (mapped named or path-backed segments).
     pub(crate) fn mode(&self) -> Option<u32> {
         match &self.backing {
