@@ -358,3 +358,30 @@ fn a_takeover_overrules_an_impossible_next_seq_the_records_contradict() {
         assert_eq!(c.try_recv().map(|m| m.seq()), Ok(want));
     }
 }
+
+/// A consumer attached at a tail a peer had made misaligned, and then read its records
+/// through a misaligned cursor (a debug assertion in the fuzz build; in release, wrong
+/// words). A misaligned tail is refused. (`hostile_stream`, `hostile_segment`.)
+#[test]
+fn a_misaligned_tail_is_refused_at_attach() {
+    let seg = HostileSegment::fresh(256, 40, 2).expect("valid config");
+    let mut p = seg.producer().expect("fresh");
+    p.try_send(&[1; 8]).expect("room");
+    // SAFETY: no message of this ring is held in place while it is scribbled on.
+    unsafe { seg.scribble(PRODUCER_TAIL, &36u64.to_ne_bytes()) };
+    for start in [StartAt::Next, StartAt::Oldest] {
+        let r = seg.consumer(start);
+        assert!(
+            matches!(
+                r,
+                Err(OpenError::Segment(SegmentError::BadPosition {
+                    field: "tail",
+                    found: 36
+                }))
+            ),
+            "{r:?}"
+        );
+        let r = seg.lossy_consumer(start);
+        assert!(matches!(r, Err(OpenError::Segment(_))), "{r:?}");
+    }
+}

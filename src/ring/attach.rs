@@ -15,7 +15,7 @@ use super::{position, Dims, Probe, ATTACH_ATTEMPTS, HDR};
 use crate::error::{OpenError, SegmentError};
 use crate::layout::{
     record_size, slot_generation, slot_state, unpublished_seq, KIND_MESSAGE, KIND_PADDING,
-    MAX_POSITION, SLOT_EVICTABLE, SLOT_FREE, SLOT_LOSSLESS, SLOT_LOSSY,
+    MAX_POSITION, RECORD_ALIGN, SLOT_EVICTABLE, SLOT_FREE, SLOT_LOSSLESS, SLOT_LOSSY,
 };
 use crate::region::{Data, LockId, Region};
 use crate::ring::{eventcount, ConsumerStats, StartAt};
@@ -244,6 +244,13 @@ impl RingConsumer {
         // Acquire pairs with the Release tail store (`writer.rs` `store_tail`,
         // `takeover.rs`).
         let tail = position("tail", h.producer.tail.load(Acquire))?;
+        // Records are 8-aligned: a tail that is not cannot be a position a producer stored.
+        if tail % RECORD_ALIGN as u64 != 0 {
+            return Err(SegmentError::BadPosition {
+                field: "tail",
+                found: tail,
+            });
+        }
         if claim > tail + self.d.cap {
             return Err(SegmentError::BadPosition {
                 field: "claim",
