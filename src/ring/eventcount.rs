@@ -37,6 +37,17 @@ fn sleep(
     timeout: Duration,
     ready: impl FnOnce() -> bool,
 ) -> Option<Wake> {
+    let seen = announce(futex);
+    if ready() {
+        return None;
+    }
+    Some(region.wait(&futex.word, seen, timeout))
+}
+
+/// The sleeper's announcement: read the futex word, set the flag, fence. The caller then
+/// re-checks its condition and, only if it still holds, waits while the word is the value
+/// returned (a blocking futex wait here, or an asynchronous waiter elsewhere).
+pub(crate) fn announce(futex: &FutexLine) -> u32 {
     // Read the futex word first: a wake after this point changes it, and the wait then
     // returns at once. Acquire pairs with the Release bump in `wake_generation`.
     let seen = futex.word.load(Acquire);
@@ -44,10 +55,7 @@ fn sleep(
     // Dekker: orders the announcement before the re-check; pairs with the fence in
     // `notify` (publication, fence, flag load).
     fence(SeqCst);
-    if ready() {
-        return None;
-    }
-    Some(region.wait(&futex.word, seen, timeout))
+    seen
 }
 
 /// The waker side, after a publication (a stamp or a cursor store): wake the sleepers of
@@ -85,6 +93,26 @@ fn bound(remaining: Option<Duration>) -> Duration {
 }
 
 impl RingProducer {
+    /// For waiters that do not block here (asynchronous ones): announce a sleep on the space
+    /// futex and re-check for room for a `len`-byte message. `None` if there is room (or
+    /// the message can never fit: the next `try_reserve` says why); otherwise the futex word
+    /// to wait on and the value it must change from, for at most `SLEEP_BOUND`.
+    #[cfg(all(not(shmcast_loom), feature = "tokio"))]
+    pub(crate) fn prepare_wait_for_space(
+        &mut self,
+        len: usize,
+    ) -> Option<(&crate::sync::atomic::AtomicU32, u32)> {
+        let Ok(need) = self.plan_end(len) else {
+            return None;
+        };
+        let region = Arc::clone(&self.region);
+        let seen = announce(&region.header().space);
+        if self.refresh(need) {
+            return None;
+        }
+        Some((&self.region.header().space.word, seen))
+    }
+
     /// Sleep on the space futex until a consumer releases enough for a `len`-byte message
     /// (or a bound passes).
     pub(super) fn sleep_for_space(&mut self, len: usize, remaining: Option<Duration>) {
@@ -102,6 +130,23 @@ impl RingProducer {
 }
 
 impl RingConsumer {
+    /// For waiters that do not block here (asynchronous ones): announce a sleep on the data
+    /// futex and re-check. `None` if there is something to poll now (a record, a lap, or
+    /// the end of the stream); otherwise the futex word to wait on and the value it must
+    /// change from, for at most `SLEEP_BOUND` before polling again (liveness).
+    #[cfg(all(not(shmcast_loom), feature = "tokio"))]
+    pub(crate) fn prepare_wait(&mut self) -> Option<(&crate::sync::atomic::AtomicU32, u32)> {
+        let h = self.region.header();
+        let seen = announce(&h.data);
+        if self.ready()
+            || (h.control.state.load(Relaxed) == PRODUCER_CLOSED
+                && !self.region.held_by_other(LockId::Producer))
+        {
+            return None;
+        }
+        Some((&h.data.word, seen))
+    }
+
     /// Sleep on the data futex until the producer publishes (or a bound passes).
     pub(super) fn sleep(&mut self, remaining: Option<Duration>) -> Wake {
         let region = Arc::clone(&self.region);
