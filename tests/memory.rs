@@ -1,6 +1,10 @@
 //! How a segment sits in memory: pages faulted in at creation and attach (no page fault in
 //! the first lap), locked on request, and huge pages on hugetlbfs.
 
+#[macro_use]
+mod common;
+
+use common::harness::Outcome;
 use shmcast::{Consumer, Producer};
 use std::path::{Path, PathBuf};
 
@@ -52,7 +56,6 @@ fn resident(file: &Path) -> Vec<(u64, u64)> {
 /// Producer and consumer mappings are fully resident right after creating and attaching
 /// (`prefault`, the default): the first lap takes no page fault. Without it, a fresh
 /// segment's pages are not there yet.
-#[test]
 fn segments_are_faulted_in_when_created_and_attached() {
     let name = format!("shmcast-test-{}-prefault", std::process::id());
     let _ = shmcast::force_remove(&name);
@@ -83,7 +86,6 @@ fn segments_are_faulted_in_when_created_and_attached() {
 
 /// `lock_memory` locks the mapping (its pages count as locked), or fails with a clear error
 /// where the memlock limit is too low; it never aborts.
-#[test]
 fn memory_is_locked_on_request_or_refused_clearly() {
     let name = format!("shmcast-test-{}-mlock", std::process::id());
     let _ = shmcast::force_remove(&name);
@@ -133,11 +135,9 @@ fn hugetlbfs(pages: u64) -> Option<PathBuf> {
 /// no hugetlbfs mount with free huge pages exists, the test says it was skipped (to run it:
 /// `mount -t hugetlbfs none /mnt/huge; echo 8 > /proc/sys/vm/nr_hugepages`; `.ci/run` sets
 /// that up where it may).
-#[test]
-fn a_segment_on_hugetlbfs_uses_whole_huge_pages() {
+fn a_segment_on_hugetlbfs_uses_whole_huge_pages() -> Outcome {
     let Some(dir) = hugetlbfs(2) else {
-        println!("SKIPPED a_segment_on_hugetlbfs_uses_whole_huge_pages: no hugetlbfs mount with 2 free huge pages");
-        return;
+        return Outcome::Skipped("no hugetlbfs mount with 2 free huge pages".into());
     };
     let path = dir.join(format!("shmcast-test-{}-huge", std::process::id()));
     let _ = std::fs::remove_file(&path);
@@ -158,4 +158,16 @@ fn a_segment_on_hugetlbfs_uses_whole_huge_pages() {
     drop(c);
     drop(p);
     assert!(!path.exists());
+    Outcome::Passed
+}
+
+fn main() {
+    common::harness::main(
+        None,
+        &[
+            case!(segments_are_faulted_in_when_created_and_attached),
+            case!(memory_is_locked_on_request_or_refused_clearly),
+            skippable!(a_segment_on_hugetlbfs_uses_whole_huge_pages),
+        ],
+    );
 }
