@@ -96,16 +96,16 @@ fn between(rng: &mut Rng, lo: u64, hi: u64) -> u64 {
 /// Entry point of every child process (the test binary re-run in a role).
 fn child_process(spec: &ChildSpec) {
     match spec.role.as_str() {
-        "survivor" => survivor(&spec),
-        "attach_in_a_loop" => attach_in_a_loop(&spec),
-        "idle" => idle(&spec),
-        "hold_a_message" => hold_a_message(&spec),
-        "asleep" => asleep(&spec),
-        "stall_then_recv" => stall_then_recv(&spec),
-        "across_deaths" => across_deaths(&spec),
-        "producer" => producer(&spec),
-        "soak_consumer" => soak_consumer(&spec),
-        "drain_on_go" => drain_on_go(&spec),
+        "survivor" => survivor(spec),
+        "attach_in_a_loop" => attach_in_a_loop(spec),
+        "idle" => idle(spec),
+        "hold_a_message" => hold_a_message(spec),
+        "asleep" => asleep(spec),
+        "stall_then_recv" => stall_then_recv(spec),
+        "across_deaths" => across_deaths(spec),
+        "producer" => producer(spec),
+        "soak_consumer" => soak_consumer(spec),
+        "drain_on_go" => drain_on_go(spec),
         other => panic!("unknown child role {other:?}"),
     }
 }

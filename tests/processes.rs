@@ -46,9 +46,9 @@ const SPIN: WaitPolicy = WaitPolicy::SpinYield { spins: 256 };
 /// Entry point of every child process (the test binary re-run in a role).
 fn child_process(spec: &ChildSpec) {
     match spec.role.as_str() {
-        "consume_all" => consume_all(&spec),
-        "read_once_the_producer_waits" => read_once_the_producer_waits(&spec),
-        "drain_after_close" => drain_after_close(&spec),
+        "consume_all" => consume_all(spec),
+        "read_once_the_producer_waits" => read_once_the_producer_waits(spec),
+        "drain_after_close" => drain_after_close(spec),
         other => panic!("unknown child role {other:?}"),
     }
 }

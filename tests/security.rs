@@ -102,10 +102,10 @@ fn os_error(e: &OpenError) -> Option<i32> {
 /// Entry point of every child process (the test binary re-run in a role).
 fn child_process(spec: &ChildSpec) {
     match spec.role.as_str() {
-        "survivor" => survivor(&spec),
-        "scribbler" => scribbler(&spec),
-        "open_as_nobody" => open_as_nobody(&spec),
-        "touch_after_truncation" => touch_after_truncation(&spec),
+        "survivor" => survivor(spec),
+        "scribbler" => scribbler(spec),
+        "open_as_nobody" => open_as_nobody(spec),
+        "touch_after_truncation" => touch_after_truncation(spec),
         other => panic!("unknown child role {other:?}"),
     }
 }
