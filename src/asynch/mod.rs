@@ -120,6 +120,15 @@ pub use futures_core::Stream;
 pub use producer::AsyncProducer;
 pub use waiter::WaiterStats;
 
+/// Test hook (feature `test-hooks`): the waiter, if it is made after this call, does
+/// without `futex_waitv` (one thread per futex word), as on a kernel without it. Not part
+/// of the API.
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub fn without_futex_waitv() {
+    waiter::NO_WAITV.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Counters of this process's waiter threads (all asynchronous handles): how many waits
 /// were registered, how many of them needed a syscall of their own, how often the threads
 /// slept and woke tasks. For benchmarks and monitoring.

@@ -187,6 +187,11 @@ pub(crate) struct Waiter {
 
 static WAITER: AtomicPtr<Waiter> = AtomicPtr::new(std::ptr::null_mut());
 
+/// Test hook: waiters made from now on do without `futex_waitv`.
+#[cfg(feature = "test-hooks")]
+pub(crate) static NO_WAITV: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// This process's waiter, made on first use (and again in a forked child).
 fn waiter() -> &'static Waiter {
     let generation = fork::generation();
@@ -215,6 +220,8 @@ fn waiter() -> &'static Waiter {
 impl Waiter {
     fn new(generation: u32) -> Waiter {
         let allowed = std::env::var("SHMCAST_FUTEX_WAITV").map_or(true, |v| v != "0");
+        #[cfg(feature = "test-hooks")]
+        let allowed = allowed && !NO_WAITV.load(Relaxed);
         Waiter {
             generation,
             waitv: allowed && sys::has_futex_waitv(),
