@@ -569,6 +569,24 @@ impl Consumer {
     }
 }
 
+/// Hooks for the asynchronous handles (`crate::asynch`).
+#[cfg(feature = "tokio")]
+impl Consumer {
+    /// The ring, unless this handle was inherited across `fork` (then `None`: `Forked`).
+    pub(crate) fn ring_if_owned(&mut self) -> Option<&mut RingConsumer> {
+        if self.owned() {
+            Some(&mut self.ring)
+        } else {
+            None
+        }
+    }
+
+    /// The message guard for `rec`, the record the last poll of this consumer's ring made.
+    pub(crate) fn message_from(&mut self, rec: Record) -> Message<'_> {
+        self.message(rec)
+    }
+}
+
 impl Drop for Consumer {
     fn drop(&mut self) {
         if self.owned() {
@@ -946,6 +964,19 @@ impl LossyConsumer {
     pub fn lag(&self) -> Lag {
         let (bytes, messages) = self.ring.lag();
         Lag { bytes, messages }
+    }
+}
+
+/// Hooks for the asynchronous handles (`crate::asynch`).
+#[cfg(feature = "tokio")]
+impl LossyConsumer {
+    /// The ring, unless this handle was inherited across `fork` (then `None`: `Forked`).
+    pub(crate) fn ring_if_owned(&mut self) -> Option<&mut RingConsumer> {
+        if self.owned() {
+            Some(&mut self.ring)
+        } else {
+            None
+        }
     }
 }
 

@@ -834,6 +834,27 @@ impl Producer {
     }
 }
 
+/// Hooks for the asynchronous handle (`crate::asynch`).
+#[cfg(feature = "tokio")]
+impl Producer {
+    /// The ring, unless this handle was inherited across `fork` (then `None`: `Forked`).
+    pub(crate) fn ring_if_owned(&mut self) -> Option<&mut RingProducer> {
+        if self.owned() {
+            Some(&mut self.ring)
+        } else {
+            None
+        }
+    }
+
+    /// The guard for `res`, the reservation just made (staged) on this producer's ring.
+    pub(crate) fn reserved_from(&mut self, res: Reservation) -> Reserved<'_> {
+        Reserved {
+            producer: self,
+            res,
+        }
+    }
+}
+
 impl Drop for Producer {
     fn drop(&mut self) {
         if !self.owned() {
