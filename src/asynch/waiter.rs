@@ -348,7 +348,7 @@ pub(crate) unsafe fn register(
     count(&COUNTERS.registrations);
     if poke {
         // Release: the thread's Acquire load of the control word (under the table's lock)
-        // then sees the new entry (which is also under the lock: belt and braces).
+        // then sees the new entry. Defensive (redundant: the entry is also under the lock).
         control.fetch_add(1, Release);
         sys::futex_wake_private(control);
         count(&COUNTERS.pokes);
@@ -452,7 +452,8 @@ fn run(w: &'static Waiter, shard: usize, control: &'static AtomicU32) {
         watch.clear();
         waitv.clear();
         let deadline;
-        // Acquire pairs with the Release bump of a poke (see `register`).
+        // Acquire pairs with the Release bump of a poke (see `register`). Defensive
+        // (redundant: the load is under the table's lock, which orders the entries).
         let c;
         {
             let mut t = w.lock();

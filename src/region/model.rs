@@ -248,6 +248,8 @@ impl Region {
     }
 
     pub(crate) fn try_lock(&self, id: LockId) -> io::Result<bool> {
+        // Acquire pairs with the previous owner's Release `unlock`. Defensive (redundant: a
+        // takeover re-reads every word it trusts with its own Acquire loads).
         Ok(self.locks[id.byte() as usize]
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok())

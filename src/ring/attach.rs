@@ -145,7 +145,8 @@ impl RingConsumer {
         };
         if let Err(e) = result {
             let slot = c.region.slot(i);
-            // Release: as in `detach`.
+            // Release: as in `detach`. Defensive (redundant: a failed attach read no record
+            // the producer could overwrite under it; mutation/expected.tsv).
             slot.state
                 .store(slot_state(slot_generation(c.state), SLOT_FREE), Release);
             c.region.unlock(LockId::Slot(i));
@@ -170,7 +171,10 @@ impl RingConsumer {
             self.state = slot_state(generation, kind);
             // Relaxed: published by the Release state store below.
             slot.cursor.store(pos, Relaxed);
-            // Release pairs with the Acquire state load in `gate.rs` `scan_gate`.
+            // Release pairs with the Acquire state load in `gate.rs` `scan_gate`, so a scan
+            // that sees the state sees the cursor. Defensive for the ring (redundant: the
+            // claim check after the fence below bounds every producer write by `pos +
+            // capacity`, whatever cursor a scan read); it keeps monitors consistent.
             slot.state.store(self.state, Release);
             // Dekker with the producer's fence in `gate.rs` `refresh` (claim store, fence,
             // scan): either its scan sees this slot, or the claim below is its new one.
@@ -189,7 +193,8 @@ impl RingConsumer {
     fn register_lossy(&mut self, start: StartAt, generation: u32) -> Result<(), OpenError> {
         let region = Arc::clone(&self.region);
         self.state = slot_state(generation.wrapping_add(1) & 0x00ff_ffff, SLOT_LOSSY);
-        // Release: monitors that see the state see the pid. Lossy slots never gate.
+        // Release: monitors that see the state see the pid. Defensive for the ring (lossy
+        // slots never gate).
         region.slot(self.slot).state.store(self.state, Release);
         for _ in 0..ATTACH_ATTEMPTS {
             let (claim, tail) = self.claim_and_tail()?;
@@ -197,7 +202,10 @@ impl RingConsumer {
             let idx = c & self.d.mask;
             // The stamp at the start is either the record's position (published: its seq
             // word holds the number) or the unpublished stamp carrying the number. Acquire
-            // pairs with the Release stamp store in `writer.rs` `publish_stamps`.
+            // pairs with the Release stamp store in `writer.rs` `publish_stamps`. Defensive
+            // (redundant: the start is at or below the tail loaded with Acquire in
+            // `claim_and_tail`, which already orders the record's words, and the seqlock
+            // below validates the rest).
             let stamp = self.data.word(idx).load(Acquire);
             let seq = if stamp == c {
                 // Relaxed: validated below.
@@ -273,7 +281,8 @@ impl RingConsumer {
     pub(super) fn oldest_start(&self, claim: u64, tail: u64) -> u64 {
         let h = self.region.header();
         let floor = claim.min(MAX_POSITION).saturating_sub(self.d.cap);
-        // Acquire pairs with the Release head store in `gate.rs` `refresh`.
+        // Acquire pairs with the Release head store in `gate.rs` `refresh`. Defensive
+        // (redundant: head is advisory; every stamp walked from it is validated).
         let mut q = h
             .producer
             .head

@@ -327,14 +327,16 @@ impl RingConsumer {
         let control = &self.region.header().control;
         // Acquire pairs with the producer's Release state stores (`takeover.rs`, `writer.rs`
         // `close`). CLOSED counts only once the producer lock is free: a consumer could have
-        // written it (and a closing producer frees the lock before waking anyone).
+        // written it (and a closing producer frees the lock before waking anyone). Defensive
+        // (redundant: the lock probe's Acquire, which pairs with the producer's unlock,
+        // orders everything the producer did before it closed).
         if control.state.load(Acquire) == PRODUCER_CLOSED
             && !self.region.held_by_other(LockId::Producer)
         {
             return self.check_final(Ended::Closed);
         }
         if probing && !self.region.held_by_other(LockId::Producer) {
-            // Closed between our load and the probe? (Acquire: as above.)
+            // Closed between our load and the probe? (Acquire: as above; defensive.)
             if control.state.load(Acquire) == PRODUCER_CLOSED {
                 return self.check_final(Ended::Closed);
             }

@@ -49,7 +49,8 @@ fn sleep(
 /// returned (a blocking futex wait here, or an asynchronous waiter elsewhere).
 pub(crate) fn announce(futex: &FutexLine) -> u32 {
     // Read the futex word first: a wake after this point changes it, and the wait then
-    // returns at once. Acquire pairs with the Release bump in `wake_generation`.
+    // returns at once. Acquire pairs with the Release bump in `wake_generation`. Defensive
+    // (redundant: only the kernel compares the value; the fence below orders the re-check).
     let seen = futex.word.load(Acquire);
     futex.sleepers.swap(1, Relaxed);
     // Dekker: orders the announcement before the re-check; pairs with the fence in

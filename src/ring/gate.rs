@@ -48,6 +48,7 @@ impl RingProducer {
                 .min()
                 .unwrap_or(self.tail);
             // Release pairs with the Acquire head load in `attach.rs` `oldest_start`.
+            // Defensive (redundant: head is advisory, readers validate what they walk).
             h.producer.head.store(head, Release);
             // Release pairs with the Acquire claim loads of attaching consumers and lossy
             // readers: one that sees this claim also sees the tail it was derived from.

@@ -184,7 +184,7 @@ impl RingProducer {
         region.word(tail).store(unpublished(next_seq), Relaxed);
         // No checkpoints yet: consumers starting at the oldest message start at the tail
         // until a chunk has been written. Release pairs with the Acquire head load in
-        // `attach.rs` `oldest_start`.
+        // `attach.rs` `oldest_start`. Defensive (redundant: head is advisory).
         h.producer.head.store(tail, Release);
         // Release pairs with the Acquire tail loads (`attach.rs`, `cursor.rs`).
         h.producer.tail.store(tail, Release);

@@ -489,7 +489,8 @@ impl RingProducer {
         let h = self.region.header();
         // Release pairs with the consumers' Acquire state loads (`cursor.rs`
         // `check_ended`): everything published before is visible to a consumer that sees
-        // CLOSED.
+        // CLOSED. Defensive (redundant: consumers believe CLOSED only once they see the
+        // producer lock free, and the unlock's Release orders this store and all before).
         h.control.state.store(PRODUCER_CLOSED, Release);
         // Consumers believe CLOSED only once the producer lock is free (any consumer could
         // write the state word), so release it before waking them.
