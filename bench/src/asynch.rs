@@ -104,6 +104,15 @@ impl Variant {
         !matches!(self, Variant::UnixMt | Variant::UnixCt)
     }
 
+    /// Does every `recv` that finds the ring empty wait at once (no spin or yield phase)?
+    /// Then each empty-ring episode is one ring wait, and syscalls per wait is its cost.
+    pub fn waits_at_once(self) -> bool {
+        matches!(
+            self,
+            Variant::AsyncMt | Variant::AsyncCt | Variant::BlockingSleep
+        )
+    }
+
     /// The wait policy of a blocking shmcast consumer.
     pub fn policy(self) -> Option<WaitPolicy> {
         match self {

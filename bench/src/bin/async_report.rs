@@ -450,7 +450,11 @@ fn syscalls_table(traced: bool) -> Table {
              and detached after it received the last message, in a second run of its own: \
              strace slows every syscall down, so that run's consumer falls behind more often \
              and waits less often per message; syscalls/wait divides by that run's own ring \
-             waits, the cost of one wait{}. The other \
+             waits, the cost of one wait; ≈ syscalls/msg untraced: that cost times the \
+             untraced run's ring waits/msg (an estimate that assumes a wait costs the same \
+             syscalls with and without strace; only for consumers that wait as soon as the \
+             ring is empty: the adaptive consumer's yields happen whether or not it then \
+             sleeps, and under strace, or on a busy CPU, each yield lasts longer){}. The other \
              columns come from the untraced run: the consumer's voluntary context switches \
              (getrusage: each is a blocking syscall that slept), shmcast's own counters \
              (ring waits: recv calls that found the ring empty; waiter sleeps: futex_waitv \
@@ -471,6 +475,7 @@ fn syscalls_table(traced: bool) -> Table {
             ("msgs/s", "msgs_per_s"),
             ("syscalls/msg (strace)", "syscalls_per_msg"),
             ("syscalls/wait (strace)", "syscalls_per_ring_wait"),
+            ("≈ syscalls/msg untraced", "est_untraced_syscalls_per_msg"),
             ("most frequent (per msg, strace)", "top_syscalls_per_msg"),
             ("vol. ctx switches/msg", "voluntary_switches_per_msg"),
             ("ring waits/msg", "ring_waits_per_msg"),
@@ -496,14 +501,8 @@ fn syscalls_row(
                 Cell::Num(f.per_msg(s.total), Fmt::Plain(3)),
                 // Only where waits are frequent enough that the window's own few
                 // syscalls (the attach's restarts, the report's getrusage and write) vanish.
-                if v.is_ring() && f.counters.ring_sleeps >= (f.messages / 100).max(10) {
-                    Cell::Num(
-                        s.total as f64 / f.counters.ring_sleeps as f64,
-                        Fmt::Plain(2),
-                    )
-                } else {
-                    na()
-                },
+                (v.is_ring() && f.counters.ring_sleeps >= (f.messages / 100).max(10))
+                    .then(|| s.total as f64 / f.counters.ring_sleeps as f64),
                 Cell::text(
                     s.calls
                         .iter()
@@ -513,10 +512,10 @@ fn syscalls_row(
                         .join(", "),
                 ),
             ),
-            None => (na(), na(), na()),
+            None => (na(), None, na()),
         },
-        Some(Err(e)) => (Cell::Na(e.to_string()), na(), na()),
-        None => (na(), na(), na()),
+        Some(Err(e)) => (Cell::Na(e.to_string()), None, na()),
+        None => (na(), None, na()),
     };
     match plain {
         Ok(f) => {
@@ -532,7 +531,13 @@ fn syscalls_row(
                 Cell::Num(f.messages as f64, Fmt::Plain(0)),
                 Cell::Num(f.rate(), Fmt::Rate),
                 strace_total,
-                per_wait,
+                per_wait.map_or(na(), |w| Cell::Num(w, Fmt::Plain(2))),
+                match per_wait {
+                    Some(w) if v.waits_at_once() => {
+                        Cell::Num(w * f.per_msg(c.ring_sleeps), Fmt::Plain(2))
+                    }
+                    _ => na(),
+                },
                 strace_top,
                 Cell::Num(f.per_msg(c.voluntary), Fmt::Plain(3)),
                 if v.is_ring() {
@@ -549,7 +554,7 @@ fn syscalls_row(
         }
         Err(e) => {
             row.push(Cell::Na(e.to_string()));
-            row.extend((0..10).map(|_| na()));
+            row.extend((0..11).map(|_| na()));
         }
     }
     t.row(row);
