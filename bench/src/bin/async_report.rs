@@ -294,17 +294,17 @@ fn wake_table(
     let mut t = Table::new(
         "Wake-up latency after idling, 64 B",
         format!(
-            "The producer process (blocking shmcast Producer, or a std UnixStream) sleeps a \
-             random {}-{} µs, so the consumer has gone to sleep (the slept columns show it \
-             did), then reads CLOCK_MONOTONIC and sends it; the consumer process records its \
-             own CLOCK_MONOTONIC minus the stamp on receipt. p50/p99/max: exact, every sample \
-             of every round; ≥ 0.5 ms: the share of samples that late; median round p50/p99 and ÷ blocking: medians over {} \
-             interleaved rounds (a fresh consumer each round, {} untimed messages first). \
-             mt/ct: tokio multi-thread/current-thread runtime, recv().await in a spawned task. \
-             ring waits/msg: recv calls that found the ring empty (async: waits registered \
-             with the waiter thread; blocking: futex sleeps). CPU/msg: the consumer \
-             process's CPU time (every thread) per message, idle gaps included (the adaptive \
-             consumer's spin and yield phase after each message, liveness ticks). \
+            "The producer process (blocking shmcast Producer, or a std UnixStream) sleeps a random \
+             {}-{} µs, so the consumer has gone to sleep (ring waits/msg and the voluntary context \
+             switches show it did), then reads CLOCK_MONOTONIC and sends it; the consumer process \
+             records its own CLOCK_MONOTONIC minus the stamp on receipt. p50/p99/max: exact, every \
+             sample of every round; ≥ 0.5 ms: the share of samples that late; median round p50/p99 \
+             and ÷ blocking: medians over {} interleaved rounds (a fresh consumer each round, {} \
+             untimed messages first). mt/ct: tokio multi-thread/current-thread runtime, \
+             recv().await in a spawned task. ring waits/msg: recv calls that found the ring empty \
+             (async: waits registered with the waiter thread; blocking: futex sleeps). CPU/msg: \
+             the consumer process's CPU time (every thread) per message, idle gaps included (the \
+             adaptive consumer's spin and yield phase after each message, liveness ticks). \
              {halt_note}",
             plan.gap_min.as_micros(),
             plan.gap_max.as_micros(),
