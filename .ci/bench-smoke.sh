@@ -2,10 +2,11 @@
 # Benchmarks must never rot: build the benchmark package (shmcast-bench) with every feature
 # (the peers ringfire and iceoryx2, criterion) and the root examples, then run each piece
 # once with tiny counts: every criterion benchmark (`--test`), the IPC report in every
-# output format (every transport, peers included, and the jitter figure), pingpong, the
-# callgrind instruction counts, and the producer/consumer demo. Nothing here asserts on
-# speed: the numbers from a CI machine mean nothing; only that every transport, figure and
-# output format still runs end to end, and that nothing is left in /dev/shm.
+# output format (every transport, peers included, and the jitter figure), the async report
+# (every consumer in every figure; strace's syscall count where strace is installed),
+# pingpong, the callgrind instruction counts, and the producer/consumer demo. Nothing here
+# asserts on speed: the numbers from a CI machine mean nothing; only that every transport,
+# figure and output format still runs end to end, and that nothing is left in /dev/shm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -27,6 +28,11 @@ step "ipc_report --smoke (markdown, csv, json)"
 "$report" --smoke --figures rt,tput --sizes 64 --tput-sizes 64 --format csv >/dev/null
 "$report" --smoke --figures rt --sizes 64 \
   --transports floor,shmcast-spin,ringfire,iceoryx2,pipe --pin --format json >/dev/null
+
+step "async_report --smoke (markdown; json, unpinned, without strace)"
+"$target/release/async_report" --smoke
+"$target/release/async_report" --smoke --figures wake,syscalls --no-pin --strace off \
+  --format json >/dev/null
 
 step "pingpong, tiny counts"
 "$target/release/pingpong" --iterations 200 --warmup 50 --rounds 2 \

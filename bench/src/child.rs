@@ -81,27 +81,27 @@ impl Child {
             .arg(size.to_string())
             .arg(cpu.to_string())
             .arg(batch.to_string())
-            .args(spec)
-            .stdin(Stdio::piped())
+            .args(spec);
+        inherit(&mut cmd, pass);
+        Child::start(cmd)
+    }
+
+    /// Start `cmd` as a child that speaks this protocol: standard input and output piped
+    /// (control lines on its stdout), standard error inherited. For binaries with roles of
+    /// their own (`async_report`).
+    pub fn start(mut cmd: Command) -> io::Result<Child> {
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        let fds: Vec<RawFd> = pass.to_vec();
-        // SAFETY: the closure runs in the forked child before exec and only calls fcntl
-        // (async-signal-safe) on descriptors this process owns; it allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                for &fd in &fds {
-                    if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
         let mut proc = cmd.spawn()?;
         let out = BufReader::new(proc.stdout.take().expect("stdout is piped"));
         let stdin = proc.stdin.take();
         Ok(Child { proc, out, stdin })
+    }
+
+    /// The child's process id.
+    pub fn id(&self) -> u32 {
+        self.proc.id()
     }
 
     /// Close the child's standard input (a pacer then stops).
@@ -145,6 +145,24 @@ impl Drop for Child {
             let _ = self.proc.kill();
             let _ = self.proc.wait();
         }
+    }
+}
+
+/// Let the process `cmd` starts inherit the descriptors `pass` (their close-on-exec flag
+/// is cleared in the child, between fork and exec).
+pub fn inherit(cmd: &mut Command, pass: &[RawFd]) {
+    let fds: Vec<RawFd> = pass.to_vec();
+    // SAFETY: the closure runs in the forked child before exec and only calls fcntl
+    // (async-signal-safe) on descriptors this process owns; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &fds {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
     }
 }
 
