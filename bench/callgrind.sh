@@ -62,11 +62,6 @@ functions() {
 
 echo "# shmcast instruction counts (callgrind $(valgrind --version | sed 's/valgrind-//'), $(rustc --version | cut -d' ' -f2))"
 echo "# 64-byte messages, bursts of 64 send then 64 receive, ${BURSTS} measured bursts after ${WARMUP} warm-up bursts"
-if [ -n "${SHMCAST_BARRIER:-}" ]; then
-  echo "# SHMCAST_BARRIER=$SHMCAST_BARRIER"
-else
-  echo "# SHMCAST_BARRIER unset (the core's default barrier)"
-fi
 printf '%-20s %-16s %20s %22s %10s\n' scenario op instructions_per_msg collected_instructions messages
 for s in "${scenarios[@]}"; do
   fns=$(functions "$s")

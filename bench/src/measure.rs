@@ -901,11 +901,9 @@ pub fn jitter(
     })
 }
 
-/// The core's sleeper-barrier mode as this run sees it: `SHMCAST_BARRIER` if set (every
-/// child inherits it), else the core's default.
+/// The core's eventcount barrier: `fence(SeqCst)` on both sides, its only mode since the
+/// asymmetric variant (`membarrier` on the sleeper's side) was removed; printed so that
+/// reports from older builds are told apart.
 pub fn barrier_mode() -> String {
-    match std::env::var("SHMCAST_BARRIER") {
-        Ok(v) => format!("SHMCAST_BARRIER={v}"),
-        Err(_) => "SHMCAST_BARRIER unset (the core's default)".into(),
-    }
+    "symmetric fences (the core's only mode)".into()
 }
