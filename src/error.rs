@@ -375,15 +375,26 @@ impl fmt::Display for RemoveError {
             RemoveError::ProducerAlive { name, pid } => write!(
                 f,
                 "segment {name} has a live producer (pid {pid}); stop it first, or remove \
-                 the segment by force (shmcast::force_remove) if you know better"
+                 the segment by force ({}) if you know better",
+                by_force(name)
             ),
             RemoveError::Segment { name, error } => write!(
                 f,
                 "{name} is not a usable shmcast segment ({error}); remove it by force \
-                 (shmcast::force_remove) if it is a leftover"
+                 ({}) if it is a leftover",
+                by_force(name)
             ),
             RemoveError::Io { context, source } => write!(f, "{context}: {source}"),
         }
+    }
+}
+
+/// How to remove `what` (a name, or a path: it then holds a `/`) without the checks.
+fn by_force(what: &str) -> &'static str {
+    if what.contains('/') {
+        "delete the file: std::fs::remove_file"
+    } else {
+        "shmcast::force_remove"
     }
 }
 

@@ -140,7 +140,7 @@ pub struct SlotInfo {
 /// As opening a segment: [`OpenError::NotFound`], [`OpenError::InvalidName`], validation
 /// errors ([`OpenError::Segment`]), the OS error.
 pub fn inspect(name: &str) -> Result<Snapshot, OpenError> {
-    Ok(snapshot(&Region::open_read_only(
+    Ok(snapshot_of(&Region::open_read_only(
         Source::Name(name.into()),
         None,
     )?))
@@ -151,7 +151,7 @@ pub fn inspect(name: &str) -> Result<Snapshot, OpenError> {
 /// # Errors
 /// As [`inspect`].
 pub fn inspect_path(path: impl AsRef<Path>) -> Result<Snapshot, OpenError> {
-    Ok(snapshot(&Region::open_read_only(
+    Ok(snapshot_of(&Region::open_read_only(
         Source::Path(path.as_ref().to_path_buf()),
         None,
     )?))
@@ -162,7 +162,7 @@ pub fn inspect_path(path: impl AsRef<Path>) -> Result<Snapshot, OpenError> {
 /// # Errors
 /// As [`inspect`].
 pub fn inspect_fd(fd: BorrowedFd<'_>) -> Result<Snapshot, OpenError> {
-    Ok(snapshot(&Region::open_read_only(
+    Ok(snapshot_of(&Region::open_read_only(
         Source::Anonymous,
         Some(fd),
     )?))
@@ -208,13 +208,21 @@ pub(crate) fn attached(region: &Region) -> usize {
         .count()
 }
 
-pub(crate) fn snapshot(region: &Region) -> Snapshot {
+/// A snapshot taken from outside (a read-only region of its own).
+fn snapshot_of(region: &Region) -> Snapshot {
+    snapshot(region, false)
+}
+
+/// `own_producer`: the snapshot is taken through the live producer's own region (its
+/// `Producer::snapshot`), whose lock probe cannot see its own lock: a description's lock
+/// never conflicts with itself.
+pub(crate) fn snapshot(region: &Region, own_producer: bool) -> Snapshot {
     let geo = *region.geometry();
     let h = region.header();
     // Relaxed throughout: a monitor's reads of values peers write concurrently; nothing is
     // concluded from their order (see the module docs).
     let state = h.control.state.load(Relaxed);
-    let alive = region.held_by_other(LockId::Producer);
+    let alive = own_producer || region.held_by_other(LockId::Producer);
     let tail = h.producer.tail.load(Relaxed);
     let next_seq = h.producer.next_seq.load(Relaxed);
     let producer = ProducerInfo {

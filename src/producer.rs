@@ -810,7 +810,7 @@ impl Producer {
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
     pub fn snapshot(&self) -> crate::Snapshot {
-        crate::inspect::snapshot(self.ring.region())
+        crate::inspect::snapshot(self.ring.region(), true)
     }
 
     pub(crate) fn region(&self) -> &Arc<Region> {

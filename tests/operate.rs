@@ -267,6 +267,53 @@ fn a_fifo_under_the_name_is_refused_at_once() {
     assert!(!SegmentError::NotAFile.has_shmcast_magic());
 }
 
+/// The bindings' review: `Producer::snapshot` reported its own producer as `Died` on every
+/// file-backed segment (it probed the producer lock through the producer's own open file,
+/// and the kernel never reports a description's own lock as held by another), while
+/// `inspect` from outside said `Live`. The process tests only checked `inspect`.
+fn a_producer_s_own_snapshot_says_it_is_live() {
+    let name = ShmName::new("own-snapshot");
+    let named = Producer::builder().create(name.as_str()).expect("create");
+    let anonymous = Producer::builder().create_anonymous().expect("memfd");
+    let heap = Producer::builder().create_in_process().expect("heap");
+    for (what, p) in [
+        ("named", &named),
+        ("anonymous", &anonymous),
+        ("heap", &heap),
+    ] {
+        assert_eq!(p.snapshot().producer.state, ProducerState::Live, "{what}");
+    }
+    assert_eq!(
+        shmcast::inspect(name.as_str())
+            .expect("inspect")
+            .producer
+            .state,
+        ProducerState::Live
+    );
+}
+
+/// The bindings' review: refusing to remove a path-backed segment, the error advised
+/// `shmcast::force_remove`, which takes a name and cannot remove a path.
+fn refusing_to_remove_a_path_advises_a_way_that_works_for_a_path() {
+    let path = common::TempPath::new("rm-advice");
+    let _p = Producer::builder()
+        .create_path(path.path())
+        .expect("create");
+    let e = shmcast::remove_path(path.path()).expect_err("a live producer");
+    assert!(matches!(e, RemoveError::ProducerAlive { .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains("std::fs::remove_file") && !text.contains("force_remove"),
+        "{text}"
+    );
+    let name = ShmName::new("rm-advice");
+    let _q = Producer::builder().create(name.as_str()).expect("create");
+    let text = shmcast::remove(name.as_str())
+        .expect_err("live")
+        .to_string();
+    assert!(text.contains("shmcast::force_remove"), "{text}");
+}
+
 fn main() {
     common::harness::main(
         Some(child_process),
@@ -277,6 +324,8 @@ fn main() {
             case!(inspecting_or_removing_a_foreign_object_is_an_error),
             case!(lag_is_reported_for_lossless_and_lossy_consumers),
             case!(a_fifo_under_the_name_is_refused_at_once),
+            case!(a_producer_s_own_snapshot_says_it_is_live),
+            case!(refusing_to_remove_a_path_advises_a_way_that_works_for_a_path),
         ],
     );
 }
