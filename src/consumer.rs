@@ -5,7 +5,7 @@ use crate::error::{
     OpenError, RecvError, RecvTimeoutError, RecvValueError, SegmentError, TryRecvError,
 };
 use crate::os::fork;
-use crate::os::segment::Source;
+use crate::os::segment::{MapOptions, Source};
 use crate::region::Region;
 use crate::ring::attach::RingConsumer;
 use crate::ring::{ConsumerStats, Record, StartAt};
@@ -35,6 +35,8 @@ pub struct ConsumerBuilder {
     wait: WaitPolicy,
     allow_foreign_owner: bool,
     wait_for_segment: Option<Duration>,
+    prefault: Option<bool>,
+    lock_memory: bool,
 }
 
 /// How far a consumer is behind the producer.
@@ -76,6 +78,27 @@ impl ConsumerBuilder {
     pub fn allow_foreign_owner(mut self, allow: bool) -> Self {
         self.allow_foreign_owner = allow;
         self
+    }
+
+    /// Fault every page of the segment in when attaching, so the first lap takes no page
+    /// fault. Default `true`.
+    pub fn prefault(mut self, prefault: bool) -> Self {
+        self.prefault = Some(prefault);
+        self
+    }
+
+    /// Lock the segment's pages in memory (`mlock`) in this process. Default `false`; needs
+    /// `RLIMIT_MEMLOCK` of at least the segment's size.
+    pub fn lock_memory(mut self, lock: bool) -> Self {
+        self.lock_memory = lock;
+        self
+    }
+
+    fn map_options(&self) -> MapOptions {
+        MapOptions {
+            populate: self.prefault.unwrap_or(true),
+            lock: self.lock_memory,
+        }
     }
 
     /// When opening by name or path, wait up to `timeout` for the segment to exist and to
@@ -162,13 +185,14 @@ impl ConsumerBuilder {
 
     fn region_once(&self, target: &Target<'_>) -> Result<Arc<Region>, OpenError> {
         let foreign = self.allow_foreign_owner;
+        let how = self.map_options();
         Ok(Arc::new(match target {
-            Target::Name(name) => Region::open(Source::Name((*name).into()), foreign)?,
-            Target::Path(path) => Region::open(Source::Path(path.to_path_buf()), foreign)?,
-            Target::Fd(fd) => Region::open_fd(*fd, foreign)?,
+            Target::Name(name) => Region::open(Source::Name((*name).into()), foreign, how)?,
+            Target::Path(path) => Region::open(Source::Path(path.to_path_buf()), foreign, how)?,
+            Target::Fd(fd) => Region::open_fd(*fd, foreign, how)?,
             Target::Producer(p) => match p.region().fd() {
                 // A mapped segment: open our own description so our liveness lock is ours.
-                Some(fd) => Region::open_fd(fd, foreign)?,
+                Some(fd) => Region::open_fd(fd, foreign, how)?,
                 None => return Ok(Arc::clone(p.region())),
             },
         }))
@@ -542,6 +566,24 @@ impl Consumer {
     pub fn lag(&self) -> Lag {
         let (bytes, messages) = self.ring.lag();
         Lag { bytes, messages }
+    }
+}
+
+/// Hooks for the asynchronous handles (`crate::asynch`).
+#[cfg(feature = "tokio")]
+impl Consumer {
+    /// The ring, unless this handle was inherited across `fork` (then `None`: `Forked`).
+    pub(crate) fn ring_if_owned(&mut self) -> Option<&mut RingConsumer> {
+        if self.owned() {
+            Some(&mut self.ring)
+        } else {
+            None
+        }
+    }
+
+    /// The message guard for `rec`, the record the last poll of this consumer's ring made.
+    pub(crate) fn message_from(&mut self, rec: Record) -> Message<'_> {
+        self.message(rec)
     }
 }
 
@@ -922,6 +964,19 @@ impl LossyConsumer {
     pub fn lag(&self) -> Lag {
         let (bytes, messages) = self.ring.lag();
         Lag { bytes, messages }
+    }
+}
+
+/// Hooks for the asynchronous handles (`crate::asynch`).
+#[cfg(feature = "tokio")]
+impl LossyConsumer {
+    /// The ring, unless this handle was inherited across `fork` (then `None`: `Forked`).
+    pub(crate) fn ring_if_owned(&mut self) -> Option<&mut RingConsumer> {
+        if self.owned() {
+            Some(&mut self.ring)
+        } else {
+            None
+        }
     }
 }
 

@@ -141,6 +141,8 @@ mod ring;
 mod sync;
 mod wait;
 
+#[cfg(all(not(shmcast_loom), feature = "tokio"))]
+pub mod asynch;
 #[cfg(not(shmcast_loom))]
 mod consumer;
 #[cfg(not(shmcast_loom))]
@@ -166,6 +168,8 @@ pub use error::{
 pub use ring::{ConsumerStats, ProducerStats, StartAt};
 pub use wait::WaitPolicy;
 
+#[cfg(all(not(shmcast_loom), feature = "tokio"))]
+pub use asynch::{AsyncConsumer, AsyncLossyConsumer, AsyncProducer, EventFd};
 #[cfg(not(shmcast_loom))]
 pub use consumer::{
     Consumer, ConsumerBuilder, Iter, Lag, LossyConsumer, LossyConsumerBuilder, Message,

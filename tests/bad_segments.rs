@@ -3,7 +3,10 @@
 //! with an error that names what is wrong (never a panic), whichever way it is opened: by
 //! path, by name, by descriptor, or by a producer taking it over.
 
+#[macro_use]
 mod common;
+
+use common::harness::Outcome;
 
 use common::{ShmName, TempPath};
 use shmcast::{Consumer, OpenError, Producer, SegmentError};
@@ -340,7 +343,6 @@ fn assert_refused(test: &str, cases: &[Case]) {
     assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
 }
 
-#[test]
 fn an_intact_copy_of_a_segment_opens_every_way() {
     let valid = valid_segment("intact");
     for opener in OPENERS {
@@ -350,7 +352,6 @@ fn an_intact_copy_of_a_segment_opens_every_way() {
     }
 }
 
-#[test]
 fn each_corrupted_header_field_is_refused_with_the_error_for_that_field() {
     let valid = valid_segment("fields");
     let cases = corrupted_fields(&valid);
@@ -377,19 +378,16 @@ fn each_corrupted_header_field_is_refused_with_the_error_for_that_field() {
     assert_refused("fields", &cases);
 }
 
-#[test]
 fn a_truncated_segment_is_refused_as_truncated() {
     let valid = valid_segment("truncated");
     assert_refused("truncated", &truncated_files(&valid));
 }
 
-#[test]
 fn a_file_of_zeros_is_refused_as_uninitialized() {
     let valid = valid_segment("zeros");
     assert_refused("zeros", &zeros(&valid));
 }
 
-#[test]
 fn a_segment_of_another_layout_version_is_refused_as_a_version_mismatch() {
     let valid = valid_segment("version");
     assert_refused("version", &another_layout_version(&valid));
@@ -411,7 +409,6 @@ fn kind(e: &SegmentError) -> String {
     }
 }
 
-#[test]
 fn different_corruptions_are_told_apart() {
     let valid = valid_segment("distinct");
     let mut cases = corrupted_fields(&valid);
@@ -437,7 +434,6 @@ fn different_corruptions_are_told_apart() {
     }
 }
 
-#[test]
 fn a_version_mismatch_names_both_versions() {
     let valid = valid_segment("message");
     let version = get(&valid, VERSION);
@@ -450,7 +446,6 @@ fn a_version_mismatch_names_both_versions() {
     );
 }
 
-#[test]
 fn opening_a_name_that_does_not_exist_is_not_found() {
     let name = ShmName::new("absent");
     assert!(matches!(
@@ -463,7 +458,6 @@ fn opening_a_name_that_does_not_exist_is_not_found() {
     ));
 }
 
-#[test]
 fn opening_a_path_that_does_not_exist_is_not_found() {
     let path = TempPath::new("absent");
     assert!(matches!(
@@ -472,15 +466,13 @@ fn opening_a_path_that_does_not_exist_is_not_found() {
     ));
 }
 
-#[test]
-fn a_segment_owned_by_another_user_is_refused() {
+fn a_segment_owned_by_another_user_is_refused() -> Outcome {
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
     if uid == 0 {
         // Only chown makes a file foreign, and chown takes root: as root there is no
         // honest way to arrange this case.
-        eprintln!("skipped: running as root, nothing here belongs to another user");
-        return;
+        return Outcome::Skipped("running as root, nothing here belongs to another user".into());
     }
     // /dev/null belongs to root and anyone may open it read-write: for any other user it
     // is a foreign object at a path they can open.
@@ -495,4 +487,23 @@ fn a_segment_owned_by_another_user_is_refused() {
             .open_path("/dev/null"),
         Err(OpenError::Segment(SegmentError::Truncated { size: 0, .. }))
     ));
+    Outcome::Passed
+}
+
+fn main() {
+    common::harness::main(
+        None,
+        &[
+            case!(an_intact_copy_of_a_segment_opens_every_way),
+            case!(each_corrupted_header_field_is_refused_with_the_error_for_that_field),
+            case!(a_truncated_segment_is_refused_as_truncated),
+            case!(a_file_of_zeros_is_refused_as_uninitialized),
+            case!(a_segment_of_another_layout_version_is_refused_as_a_version_mismatch),
+            case!(different_corruptions_are_told_apart),
+            case!(a_version_mismatch_names_both_versions),
+            case!(opening_a_name_that_does_not_exist_is_not_found),
+            case!(opening_a_path_that_does_not_exist_is_not_found),
+            skippable!(a_segment_owned_by_another_user_is_refused),
+        ],
+    );
 }

@@ -23,6 +23,7 @@
 //! The soak runs for `SHMCAST_SOAK_SECS` seconds (default 60): a producer sending flat out
 //! while consumers are killed and restarted at random.
 
+#[macro_use]
 mod common;
 
 use common::{
@@ -92,23 +93,19 @@ fn between(rng: &mut Rng, lo: u64, hi: u64) -> u64 {
 // ---------------------------------------------------------------------------------------
 // Child side.
 
-/// Entry point of every child process; returns at once in an ordinary test run.
-#[test]
-fn child_process() {
-    let Some(spec) = ChildSpec::from_env() else {
-        return;
-    };
+/// Entry point of every child process (the test binary re-run in a role).
+fn child_process(spec: &ChildSpec) {
     match spec.role.as_str() {
-        "survivor" => survivor(&spec),
-        "attach_in_a_loop" => attach_in_a_loop(&spec),
-        "idle" => idle(&spec),
-        "hold_a_message" => hold_a_message(&spec),
-        "asleep" => asleep(&spec),
-        "stall_then_recv" => stall_then_recv(&spec),
-        "across_deaths" => across_deaths(&spec),
-        "producer" => producer(&spec),
-        "soak_consumer" => soak_consumer(&spec),
-        "drain_on_go" => drain_on_go(&spec),
+        "survivor" => survivor(spec),
+        "attach_in_a_loop" => attach_in_a_loop(spec),
+        "idle" => idle(spec),
+        "hold_a_message" => hold_a_message(spec),
+        "asleep" => asleep(spec),
+        "stall_then_recv" => stall_then_recv(spec),
+        "across_deaths" => across_deaths(spec),
+        "producer" => producer(spec),
+        "soak_consumer" => soak_consumer(spec),
+        "drain_on_go" => drain_on_go(spec),
         other => panic!("unknown child role {other:?}"),
     }
 }
@@ -520,12 +517,10 @@ fn consumer_killed_before_the_producer_reaches_it(
 // ---------------------------------------------------------------------------------------
 // Dead consumers.
 
-#[test]
 fn a_consumer_killed_while_idle_is_reclaimed_and_the_others_lose_nothing() {
     consumer_killed_before_the_producer_reaches_it("killed-idle", "idle", SPIN, |_, _| {});
 }
 
-#[test]
 fn a_consumer_killed_asleep_in_a_futex_wait_is_reclaimed_and_the_others_lose_nothing() {
     consumer_killed_before_the_producer_reaches_it(
         "killed-asleep",
@@ -545,7 +540,6 @@ fn a_consumer_killed_asleep_in_a_futex_wait_is_reclaimed_and_the_others_lose_not
     );
 }
 
-#[test]
 fn a_consumer_killed_while_holding_a_message_is_reclaimed_and_the_others_lose_nothing() {
     consumer_killed_before_the_producer_reaches_it(
         "killed-holding",
@@ -560,7 +554,6 @@ fn a_consumer_killed_while_holding_a_message_is_reclaimed_and_the_others_lose_no
 
 /// The producer is already asleep, waiting for the consumer that holds the oldest message,
 /// when that consumer is killed.
-#[test]
 fn a_consumer_killed_while_the_producer_waits_for_it_is_reclaimed_and_the_others_lose_nothing() {
     let _serial = serial();
     let mut fixture = Fixture::new("killed-while-waited-for", None);
@@ -617,7 +610,6 @@ fn a_consumer_killed_while_the_producer_waits_for_it_is_reclaimed_and_the_others
 /// the producer streams: a kill lands mid-`open` (before or after the slot is registered)
 /// or between attaches. Whenever one dies with a registered slot, the producer must
 /// reclaim it before the next attacher starts (which would otherwise reuse the slot).
-#[test]
 fn consumers_killed_while_attaching_are_reclaimed_and_the_others_lose_nothing() {
     const ROUNDS: u32 = 16;
     let _serial = serial();
@@ -679,7 +671,6 @@ fn consumers_killed_while_attaching_are_reclaimed_and_the_others_lose_nothing() 
 /// it; the design's "no syscall when nobody sleeps" must survive it: once the dead
 /// consumer's slot is reclaimed, with only spinning consumers left, the producer makes no
 /// wake-up syscall.
-#[test]
 fn a_consumer_killed_asleep_leaves_no_phantom_sleeper_that_costs_the_producer_syscalls() {
     let _serial = serial();
     let mut fixture = Fixture::new("phantom-consumer-sleeper", None);
@@ -715,7 +706,6 @@ fn a_consumer_killed_asleep_leaves_no_phantom_sleeper_that_costs_the_producer_sy
 // ---------------------------------------------------------------------------------------
 // A live consumer that stalls.
 
-#[test]
 fn a_live_consumer_that_stops_reading_is_evicted_after_evict_after_and_told_on_its_next_call() {
     let _serial = serial();
     let mut fixture = Fixture::new("evict-after", Some(EVICT_AFTER));
@@ -847,25 +837,21 @@ fn producer_killed(test: &str, mode: &str, count: u64, state: &str) -> Died {
     Died { next }
 }
 
-#[test]
 fn consumers_of_a_producer_killed_while_idle_drain_everything_then_get_producer_died() {
     let died = producer_killed("producer-idle", "idle", 1000, "sent");
     assert_eq!(died.next, 1000);
 }
 
-#[test]
 fn consumers_of_a_producer_killed_mid_stream_drain_everything_committed_then_get_producer_died() {
     let died = producer_killed("producer-mid-stream", "stream", 0, "streaming");
     println!("producer-mid-stream: killed after {} messages", died.next);
 }
 
-#[test]
 fn a_reservation_of_a_producer_killed_before_committing_it_is_never_visible() {
     let died = producer_killed("producer-reserved", "reserved", 1000, "reserved");
     assert_eq!(died.next, 1000);
 }
 
-#[test]
 fn a_reservation_that_needed_a_padding_record_is_never_visible_when_its_producer_is_killed() {
     producer_killed("producer-mid-wrap", "mid_wrap", 0, "reserved");
 }
@@ -873,7 +859,6 @@ fn a_reservation_that_needed_a_padding_record_is_never_visible_when_its_producer
 /// Producer processes killed one after another at random moments of a flat-out stream,
 /// each replaced by a new process that takes the segment over; consumers that stay attached
 /// (retrying after `ProducerDied`) see one continuous stream.
-#[test]
 fn new_producer_processes_take_over_killed_ones_and_the_stream_stays_continuous() {
     const KILLS: u32 = 5;
     const CAPACITY: usize = 4096;
@@ -937,7 +922,6 @@ fn new_producer_processes_take_over_killed_ones_and_the_stream_stays_continuous(
 /// leaves its sleeper count behind. Only a producer sleeps on that futex, and a producer
 /// that takes over knows its predecessor is dead: after the takeover, consumers draining
 /// the ring must make no wake-up syscall.
-#[test]
 fn a_producer_killed_asleep_leaves_no_phantom_sleeper_after_a_takeover() {
     let _serial = serial();
     let name = ShmName::new("phantom-producer-sleeper");
@@ -1014,7 +998,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// killed at random moments (some before they even attached) and replaced by new ones that
 /// start at the next message. Every incarnation checks that it sees a contiguous, intact
 /// run; the producer is never stuck; the last incarnations receive the stream to its end.
-#[test]
 fn soak_consumers_killed_and_restarted_at_random_never_disturb_the_stream() {
     const CONSUMERS: usize = 3;
     const CAPACITY: usize = 32 << 10;
@@ -1130,4 +1113,26 @@ fn soak_consumers_killed_and_restarted_at_random_never_disturb_the_stream() {
         reclaims.len()
     );
     assert!(chaos.kills > 0, "the soak killed nobody");
+}
+
+fn main() {
+    common::harness::main(
+        Some(child_process),
+        &[
+        case!(a_consumer_killed_while_idle_is_reclaimed_and_the_others_lose_nothing),
+        case!(a_consumer_killed_asleep_in_a_futex_wait_is_reclaimed_and_the_others_lose_nothing),
+        case!(a_consumer_killed_while_holding_a_message_is_reclaimed_and_the_others_lose_nothing),
+        case!(a_consumer_killed_while_the_producer_waits_for_it_is_reclaimed_and_the_others_lose_nothing),
+        case!(consumers_killed_while_attaching_are_reclaimed_and_the_others_lose_nothing),
+        case!(a_consumer_killed_asleep_leaves_no_phantom_sleeper_that_costs_the_producer_syscalls),
+        case!(a_live_consumer_that_stops_reading_is_evicted_after_evict_after_and_told_on_its_next_call),
+        case!(consumers_of_a_producer_killed_while_idle_drain_everything_then_get_producer_died),
+        case!(consumers_of_a_producer_killed_mid_stream_drain_everything_committed_then_get_producer_died),
+        case!(a_reservation_of_a_producer_killed_before_committing_it_is_never_visible),
+        case!(a_reservation_that_needed_a_padding_record_is_never_visible_when_its_producer_is_killed),
+        case!(new_producer_processes_take_over_killed_ones_and_the_stream_stays_continuous),
+        case!(a_producer_killed_asleep_leaves_no_phantom_sleeper_after_a_takeover),
+        case!(soak_consumers_killed_and_restarted_at_random_never_disturb_the_stream),
+        ],
+    );
 }

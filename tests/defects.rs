@@ -2,6 +2,10 @@
 //! they also run under Miri). Each test is named after the behaviour it pins down and says
 //! which defect it reproduces; every one failed before its fix.
 
+#[macro_use]
+mod common;
+
+use common::harness::Outcome;
 use shmcast::fuzzing::layout::{
     record_size, MAX_POSITION, PRODUCER_CLAIM, PRODUCER_HEAD, PRODUCER_NEXT_SEQ, PRODUCER_TAIL,
     RECORD_SEQ, SLOT_STATE,
@@ -39,7 +43,6 @@ fn lone_producer() -> Producer {
 /// Issue 10, defect 1: with no lossless consumer gating, a batch larger than the free ring
 /// wrote over its own first record, then published the first stamp over what lay there
 /// then. An `Oldest` consumer must read only messages that were sent, in order.
-#[test]
 fn a_batch_larger_than_the_ring_never_overwrites_its_own_first_record() {
     let mut p = lone_producer();
     p.send(&[0xAA; 16]).unwrap();
@@ -70,7 +73,6 @@ fn a_batch_larger_than_the_ring_never_overwrites_its_own_first_record() {
 
 /// Issue 10, defect 1, second form: a batch of ten 16-byte messages in a 256-byte ring left
 /// an `Oldest` consumer reading `Empty` for ever and the producer `Full` for ever.
-#[test]
 fn after_a_batch_that_wraps_an_oldest_consumer_reads_and_the_producer_goes_on() {
     let mut p = lone_producer();
     let batch: Vec<[u8; 16]> = (0..10u8).map(|i| [i; 16]).collect();
@@ -100,7 +102,6 @@ fn after_a_batch_that_wraps_an_oldest_consumer_reads_and_the_producer_goes_on() 
 /// Issue 10, defect 2: `evict_after` evicted a consumer holding a `Message` and the producer
 /// overwrote the bytes it borrowed (Miri: Stacked Borrows violation). A held message never
 /// changes; the consumer learns of the eviction on its next call.
-#[test]
 fn a_message_held_by_an_evicted_consumer_never_changes() {
     let mut p = Producer::builder()
         .capacity(256)
@@ -125,7 +126,6 @@ fn a_message_held_by_an_evicted_consumer_never_changes() {
 /// lossy reader loaded the same words (Miri: data race). Run under Miri, this program has
 /// no data race; elsewhere it checks that a lossy reader racing reservations never returns
 /// a torn message.
-#[test]
 fn reservations_race_no_lossy_reader_of_a_heap_ring() {
     let rounds: u64 = if cfg!(miri) { 60 } else { 20_000 };
     let mut p = lone_producer();
@@ -161,7 +161,6 @@ fn reservations_race_no_lossy_reader_of_a_heap_ring() {
 
 /// Issue 10, defect 3: a peer writing `claim = 2^62` made a lossy consumer spin, reporting
 /// `Empty` with messages present. An impossible claim is corruption.
-#[test]
 fn a_lossy_consumer_reports_an_impossible_claim_as_corrupt() {
     let mut p = lone_producer();
     let mut lossy = Consumer::builder().lossy().attach_to(&p).unwrap();
@@ -182,7 +181,6 @@ fn a_lossy_consumer_reports_an_impossible_claim_as_corrupt() {
 /// Issue 10, defect 3: a claim of `2^62` written while no producer lived was adopted by the
 /// next producer, and every later lossless attach failed with `AttachRace`. Takeover
 /// clamps it.
-#[test]
 fn a_takeover_clamps_an_impossible_claim_and_consumers_attach() {
     let seg = HostileSegment::fresh(256, 40, 2).unwrap();
     // SAFETY: no message of this ring is held in place while it is scribbled on.
@@ -226,7 +224,6 @@ fn bad_stamps() -> [u64; 4] {
 /// Issue 10, defect 4: with later records published (the producer's tail proves it), a
 /// stamp that is not the record's position is corruption, reported as such, not `Empty`
 /// for ever.
-#[test]
 fn a_bad_stamp_behind_the_published_tail_is_reported_as_corrupt() {
     for stamp in bad_stamps() {
         let (_p, mut c, seg) = three_sent();
@@ -242,7 +239,6 @@ fn a_bad_stamp_behind_the_published_tail_is_reported_as_corrupt() {
 
 /// Issue 10, defect 4: after the producer closed, the consumer reported `Disconnected`
 /// although later records existed.
-#[test]
 fn a_bad_stamp_is_corrupt_not_disconnected_after_close() {
     for stamp in bad_stamps() {
         let (p, mut c, seg) = three_sent();
@@ -258,7 +254,6 @@ fn a_bad_stamp_is_corrupt_not_disconnected_after_close() {
 }
 
 /// Issue 10, defect 4: after a takeover, the consumer waited for ever at the bad stamp.
-#[test]
 fn a_bad_stamp_is_corrupt_after_a_takeover() {
     for stamp in bad_stamps() {
         let (p, mut c, seg) = three_sent();
@@ -279,7 +274,6 @@ fn a_bad_stamp_is_corrupt_after_a_takeover() {
 
 /// Issue 10, defect 5: a takeover trusted a corrupted `next_seq`, so `seq()` jumped or went
 /// backwards with no error. The sequence goes on from the records.
-#[test]
 fn a_takeover_continues_the_sequence_whatever_next_seq_says() {
     for forged in [2u64, 4, 6, 100] {
         let seg = HostileSegment::fresh(256, 40, 2).unwrap();
@@ -312,7 +306,6 @@ fn a_takeover_continues_the_sequence_whatever_next_seq_says() {
 /// Issue 10, defect 6: a forged record sequence number made a lossy consumer report an
 /// absurd `Lagged(18446744073709551256)`. A loss larger than the ring could have held is
 /// corruption.
-#[test]
 fn a_forged_sequence_number_is_corrupt_not_an_absurd_lag() {
     for forged in [u64::MAX - 100, 1 << 60, 1_000_000] {
         let mut p = lone_producer();
@@ -347,7 +340,6 @@ fn a_forged_sequence_number_is_corrupt_not_an_absurd_lag() {
 
 /// Issue 10, defect 9: `capacity(usize::MAX)` without `max_message` overflowed (a panic in
 /// builds with overflow checks, as under Miri). It is an invalid configuration.
-#[test]
 fn an_absurd_capacity_is_an_invalid_config() {
     let r = Producer::builder().capacity(usize::MAX).create_in_process();
     assert!(matches!(r, Err(CreateError::InvalidConfig(_))), "{r:?}");
@@ -355,24 +347,22 @@ fn an_absurd_capacity_is_an_invalid_config() {
 
 /// Issue 10, defect 9: a heap ring whose allocation fails aborted the process. It is an
 /// error. (Skipped under Miri, which cannot attempt a 1 TiB allocation.)
-#[test]
-fn a_heap_ring_that_cannot_be_allocated_is_an_error() {
+fn a_heap_ring_that_cannot_be_allocated_is_an_error() -> Outcome {
     if cfg!(miri) {
-        eprintln!("skipped under Miri: a 1 TiB allocation");
-        return;
+        return Outcome::Skipped("a 1 TiB allocation".into());
     }
     // With overcommit the kernel may grant it; either way the process must not abort.
     match Producer::builder().capacity(1 << 40).create_in_process() {
         Ok(p) => assert_eq!(p.capacity(), 1 << 40),
         Err(e) => assert!(matches!(e, CreateError::Io { .. }), "{e}"),
     }
+    Outcome::Passed
 }
 
 // ---- smaller defects --------------------------------------------------------------------
 
 /// A stale or hostile `head` (off every record boundary) made an `Oldest` consumer register
 /// there and gate the producer for ever.
-#[test]
 fn an_oldest_consumer_never_registers_off_a_record_boundary() {
     let mut p = lone_producer();
     for i in 0..11u8 {
@@ -411,7 +401,6 @@ fn an_oldest_consumer_never_registers_off_a_record_boundary() {
 /// to reclaim. (The original path, an error while re-reading the tail between attempts,
 /// needs a peer racing the attach; every error after the slot is marked now goes through
 /// one guard, checked here with an impossible claim, which fails the attach mid-handshake.)
-#[test]
 fn a_failed_attach_leaves_its_slot_free() {
     let seg = HostileSegment::fresh(256, 40, 2).unwrap();
     let _p = seg.producer().unwrap();
@@ -428,7 +417,6 @@ fn a_failed_attach_leaves_its_slot_free() {
 }
 
 /// Positions carry across takeovers, and had no refusal at their ceiling (2^62 bytes).
-#[test]
 fn a_stream_at_the_position_ceiling_refuses_to_send() {
     let seg = HostileSegment::fresh(256, 40, 2).unwrap();
     let near = MAX_POSITION - 256;
@@ -456,11 +444,35 @@ fn a_stream_at_the_position_ceiling_refuses_to_send() {
 
 /// The handles are `Send` and `Sync` (every mutating call takes `&mut self`), and the docs
 /// say so.
-#[test]
 fn handles_are_send_and_sync() {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<Producer>();
     send_sync::<Consumer>();
     send_sync::<shmcast::LossyConsumer>();
     let _ = RecvError::Disconnected;
+}
+
+fn main() {
+    common::harness::main(
+        None,
+        &[
+            case!(a_batch_larger_than_the_ring_never_overwrites_its_own_first_record),
+            case!(after_a_batch_that_wraps_an_oldest_consumer_reads_and_the_producer_goes_on),
+            case!(a_message_held_by_an_evicted_consumer_never_changes),
+            case!(reservations_race_no_lossy_reader_of_a_heap_ring),
+            case!(a_lossy_consumer_reports_an_impossible_claim_as_corrupt),
+            case!(a_takeover_clamps_an_impossible_claim_and_consumers_attach),
+            case!(a_bad_stamp_behind_the_published_tail_is_reported_as_corrupt),
+            case!(a_bad_stamp_is_corrupt_not_disconnected_after_close),
+            case!(a_bad_stamp_is_corrupt_after_a_takeover),
+            case!(a_takeover_continues_the_sequence_whatever_next_seq_says),
+            case!(a_forged_sequence_number_is_corrupt_not_an_absurd_lag),
+            case!(an_absurd_capacity_is_an_invalid_config),
+            skippable!(a_heap_ring_that_cannot_be_allocated_is_an_error),
+            case!(an_oldest_consumer_never_registers_off_a_record_boundary),
+            case!(a_failed_attach_leaves_its_slot_free),
+            case!(a_stream_at_the_position_ceiling_refuses_to_send),
+            case!(handles_are_send_and_sync),
+        ],
+    );
 }

@@ -9,7 +9,10 @@ use shmcast::fuzzing::layout::{
     SLOT_STATE,
 };
 use shmcast::fuzzing::HostileSegment;
-use shmcast::{Consumer, OpenError, Producer, SegmentError, StartAt, TryRecvError, TrySendError};
+use shmcast::{
+    Consumer, OpenError, Producer, RecvTimeoutError, SegmentError, StartAt, TryRecvError,
+    TrySendError,
+};
 use std::time::Duration;
 
 /// A valid empty segment as bytes, with `(offset, value)` words patched in.
@@ -383,5 +386,30 @@ fn a_misaligned_tail_is_refused_at_attach() {
         );
         let r = seg.lossy_consumer(start);
         assert!(matches!(r, Err(OpenError::Segment(_))), "{r:?}");
+    }
+}
+
+/// `hostile_stream` (crash-95746a7c): the stream closed with a record whose stamp a peer
+/// scribbled; the consumer rightly reported `Corrupt` while the final tail proved the record,
+/// but once a peer also moved the tail more than a ring past the consumer's published cursor
+/// (a tail no gated producer can have stored), it said `Disconnected` and the message was
+/// lost without a word. A closed stream's tail is final: an impossible one is corruption.
+#[test]
+fn a_closed_stream_with_an_impossible_tail_is_corrupt_not_ended() {
+    let seg = HostileSegment::fresh(256, 40, 2).expect("valid config");
+    let mut p = seg.producer().expect("fresh");
+    let mut c = seg.consumer(StartAt::Next).expect("slot");
+    p.try_send(&[7; 24]).expect("room");
+    drop(p);
+    // SAFETY: no message of this ring is held in place while it is scribbled on.
+    unsafe {
+        seg.scribble_ring(0, &8u64.to_ne_bytes());
+        seg.scribble(PRODUCER_TAIL, &(40u64 + 79 * 256).to_ne_bytes());
+    }
+    for _ in 0..3 {
+        let r = c.recv_timeout(Duration::from_secs(5)).map(|m| m.seq());
+        assert!(matches!(r, Err(RecvTimeoutError::Corrupt(_))), "{r:?}");
+        let r = c.try_recv().map(|m| m.seq());
+        assert!(matches!(r, Err(TryRecvError::Corrupt(_))), "{r:?}");
     }
 }

@@ -2,6 +2,7 @@
 //! gates the producer and who is dead, removal that refuses a live producer. Real
 //! processes, real named segments.
 
+#[macro_use]
 mod common;
 
 use common::{report, wait_to_be_killed, ChildProcess, ChildSpec, SegmentRef, ShmName};
@@ -22,12 +23,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Entry point of every child process; returns at once in an ordinary test run.
-#[test]
-fn child_process() {
-    let Some(spec) = ChildSpec::from_env() else {
-        return;
-    };
+/// Entry point of every child process (the test binary re-run in a role).
+fn child_process(spec: &ChildSpec) {
     match spec.role.as_str() {
         // Attach, read nothing, wait to be killed (a consumer that stopped reading).
         "stalled_consumer" => {
@@ -65,7 +62,6 @@ fn spec(role: &str, name: &ShmName) -> ChildSpec {
 
 /// A consumer that stopped reading shows as alive and gating the producer; once killed,
 /// as dead, and the producer reclaims its slot.
-#[test]
 fn inspection_shows_the_consumer_that_gates_and_the_one_that_died() {
     let _one = serial();
     let name = ShmName::new("inspect-gate");
@@ -109,7 +105,6 @@ fn inspection_shows_the_consumer_that_gates_and_the_one_that_died() {
 /// `open_or_create` never makes a second producer: while the first lives it is refused,
 /// and once it died the segment is taken over and the stream goes on; `remove` refuses a
 /// live producer's segment too.
-#[test]
 fn a_restart_takes_a_dead_producer_s_segment_over_and_never_splits_the_stream() {
     let _one = serial();
     let name = ShmName::new("restart");
@@ -146,7 +141,6 @@ fn a_restart_takes_a_dead_producer_s_segment_over_and_never_splits_the_stream() 
 
 /// Taking a segment over checks the options set explicitly against it: a segment's
 /// geometry cannot change, and it is not silently ignored either.
-#[test]
 fn a_takeover_refuses_explicit_options_the_segment_does_not_have() {
     let _one = serial();
     let name = ShmName::new("mismatch");
@@ -178,7 +172,6 @@ fn a_takeover_refuses_explicit_options_the_segment_does_not_have() {
 
 /// Inspection and removal of objects that are not segments give errors and remove
 /// nothing; `force_remove` removes them.
-#[test]
 fn inspecting_or_removing_a_foreign_object_is_an_error() {
     let _one = serial();
     let name = ShmName::new("foreign");
@@ -206,7 +199,6 @@ fn inspecting_or_removing_a_foreign_object_is_an_error() {
 
 /// A lossy consumer's lag shows in the snapshot and on the handle; a lapped one reports
 /// no message count (it learns the loss when it next receives).
-#[test]
 fn lag_is_reported_for_lossless_and_lossy_consumers() {
     let mut p = Producer::builder()
         .capacity(256)
@@ -237,7 +229,6 @@ fn lag_is_reported_for_lossless_and_lossy_consumers() {
 /// for reading waits for a writer); any local user can make one in /dev/shm. Every open is
 /// non-blocking and refuses what is not a regular file. (Found by the `shmcast` tool's
 /// tests.)
-#[test]
 fn a_fifo_under_the_name_is_refused_at_once() {
     let _one = serial();
     let name = ShmName::new("fifo");
@@ -274,4 +265,18 @@ fn a_fifo_under_the_name_is_refused_at_once() {
         "{opened:?}"
     );
     assert!(!SegmentError::NotAFile.has_shmcast_magic());
+}
+
+fn main() {
+    common::harness::main(
+        Some(child_process),
+        &[
+            case!(inspection_shows_the_consumer_that_gates_and_the_one_that_died),
+            case!(a_restart_takes_a_dead_producer_s_segment_over_and_never_splits_the_stream),
+            case!(a_takeover_refuses_explicit_options_the_segment_does_not_have),
+            case!(inspecting_or_removing_a_foreign_object_is_an_error),
+            case!(lag_is_reported_for_lossless_and_lossy_consumers),
+            case!(a_fifo_under_the_name_is_refused_at_once),
+        ],
+    );
 }

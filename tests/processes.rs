@@ -4,6 +4,7 @@
 //! every wait on a child is bounded by a hang guard, never by a guess at how long
 //! something takes.
 
+#[macro_use]
 mod common;
 
 use common::{
@@ -42,16 +43,12 @@ const SPIN: WaitPolicy = WaitPolicy::SpinYield { spins: 256 };
 // ---------------------------------------------------------------------------------------
 // Child side.
 
-/// Entry point of every child process; returns at once in an ordinary test run.
-#[test]
-fn child_process() {
-    let Some(spec) = ChildSpec::from_env() else {
-        return;
-    };
+/// Entry point of every child process (the test binary re-run in a role).
+fn child_process(spec: &ChildSpec) {
     match spec.role.as_str() {
-        "consume_all" => consume_all(&spec),
-        "read_once_the_producer_waits" => read_once_the_producer_waits(&spec),
-        "drain_after_close" => drain_after_close(&spec),
+        "consume_all" => consume_all(spec),
+        "read_once_the_producer_waits" => read_once_the_producer_waits(spec),
+        "drain_after_close" => drain_after_close(spec),
         other => panic!("unknown child role {other:?}"),
     }
 }
@@ -224,7 +221,6 @@ fn million_messages_to_three_consumers(
     (stats, reports)
 }
 
-#[test]
 fn three_spinning_consumer_processes_each_get_a_million_messages_in_order() {
     let (producer, consumers) =
         million_messages_to_three_consumers("spinning", Backing::Named, SPIN);
@@ -235,7 +231,6 @@ fn three_spinning_consumer_processes_each_get_a_million_messages_in_order() {
     }
 }
 
-#[test]
 fn three_sleeping_consumer_processes_of_a_memfd_each_get_a_million_messages_in_order() {
     let (producer, consumers) =
         million_messages_to_three_consumers("sleeping", Backing::Memfd, FUTEX);
@@ -244,7 +239,6 @@ fn three_sleeping_consumer_processes_of_a_memfd_each_get_a_million_messages_in_o
     assert!(sleeps > 0, "nobody slept in a million messages");
 }
 
-#[test]
 fn a_slow_consumer_process_gates_the_producer_until_it_catches_up() {
     const CAPACITY: usize = 4096;
     let name = ShmName::new("slow_consumer");
@@ -300,7 +294,6 @@ fn a_slow_consumer_process_gates_the_producer_until_it_catches_up() {
     assert_eq!(received, sent);
 }
 
-#[test]
 fn consumer_processes_drain_everything_sent_before_the_producer_dropped_then_disconnect() {
     const SENT: u64 = 100;
     let path = TempPath::new("close");
@@ -338,4 +331,16 @@ fn consumer_processes_drain_everything_sent_before_the_producer_dropped_then_dis
         child.finish();
         assert_eq!(received, SENT);
     }
+}
+
+fn main() {
+    common::harness::main(
+        Some(child_process),
+        &[
+        case!(three_spinning_consumer_processes_each_get_a_million_messages_in_order),
+        case!(three_sleeping_consumer_processes_of_a_memfd_each_get_a_million_messages_in_order),
+        case!(a_slow_consumer_process_gates_the_producer_until_it_catches_up),
+        case!(consumer_processes_drain_everything_sent_before_the_producer_dropped_then_disconnect),
+        ],
+    );
 }

@@ -27,7 +27,10 @@
 //! - **Takeover has no opt-in for foreign segments**: `ProducerBuilder::open` always
 //!   refuses a segment owned by another user.
 
+#[macro_use]
 mod common;
+
+use common::harness::Outcome;
 
 use common::{
     await_parent_line, offsets, param, receive_until_disconnected, report, ChildProcess, ChildSpec,
@@ -96,17 +99,13 @@ fn os_error(e: &OpenError) -> Option<i32> {
 // ---------------------------------------------------------------------------------------
 // Child side.
 
-/// Entry point of every child process; returns at once in an ordinary test run.
-#[test]
-fn child_process() {
-    let Some(spec) = ChildSpec::from_env() else {
-        return;
-    };
+/// Entry point of every child process (the test binary re-run in a role).
+fn child_process(spec: &ChildSpec) {
     match spec.role.as_str() {
-        "survivor" => survivor(&spec),
-        "scribbler" => scribbler(&spec),
-        "open_as_nobody" => open_as_nobody(&spec),
-        "touch_after_truncation" => touch_after_truncation(&spec),
+        "survivor" => survivor(spec),
+        "scribbler" => scribbler(spec),
+        "open_as_nobody" => open_as_nobody(spec),
+        "touch_after_truncation" => touch_after_truncation(spec),
         other => panic!("unknown child role {other:?}"),
     }
 }
@@ -279,7 +278,6 @@ fn touch_after_truncation(spec: &ChildSpec) {
 // ---------------------------------------------------------------------------------------
 // Permissions and ownership.
 
-#[test]
 fn named_and_path_segments_are_created_with_mode_0600_by_default() {
     let name = ShmName::new("mode");
     let _named = Producer::builder()
@@ -295,11 +293,9 @@ fn named_and_path_segments_are_created_with_mode_0600_by_default() {
     assert_eq!(mode_of(path.path()), 0o600);
 }
 
-#[test]
-fn another_user_cannot_open_a_segment_created_with_default_permissions() {
+fn another_user_cannot_open_a_segment_created_with_default_permissions() -> Outcome {
     if !is_root() {
-        eprintln!("skipped: only root can become another user to try");
-        return;
+        return Outcome::Skipped("only root can become another user to try".into());
     }
     let _serial = serial();
     let name = ShmName::new("other-user");
@@ -321,15 +317,14 @@ fn another_user_cannot_open_a_segment_created_with_default_permissions() {
         assert_eq!(child.expect("result"), format!("os {}", libc::EACCES));
         child.finish();
     }
+    Outcome::Passed
 }
 
 /// The owner check compares with the *effective* uid: a process whose real uid owns the
 /// segment but whose effective uid does not is refused, unless it opts in.
-#[test]
-fn a_segment_owned_by_another_user_than_the_effective_one_is_refused_unless_allowed() {
+fn a_segment_owned_by_another_user_than_the_effective_one_is_refused_unless_allowed() -> Outcome {
     if !is_root() {
-        eprintln!("skipped: only root can change its effective uid to try");
-        return;
+        return Outcome::Skipped("only root can change its effective uid to try".into());
     }
     let _serial = serial();
     let name = ShmName::new("euid");
@@ -358,15 +353,14 @@ fn a_segment_owned_by_another_user_than_the_effective_one_is_refused_unless_allo
         run(true),
         format!("received {}", b"shared on purpose".len())
     );
+    Outcome::Passed
 }
 
 /// As root, a segment chowned to another user is refused by consumers unless they opt in,
 /// and by a producer taking it over (which has no opt-in).
-#[test]
-fn a_segment_chowned_to_another_user_is_refused_unless_allowed() {
+fn a_segment_chowned_to_another_user_is_refused_unless_allowed() -> Outcome {
     if !is_root() {
-        eprintln!("skipped: only root can chown a segment to another user");
-        return;
+        return Outcome::Skipped("only root can chown a segment to another user".into());
     }
     let name = ShmName::new("chowned");
     let path = TempPath::new("chowned");
@@ -411,6 +405,7 @@ fn a_segment_chowned_to_another_user_is_refused_unless_allowed() {
         Err(OpenError::ForeignOwner { owner, uid }) => assert_eq!((owner, uid), (NOBODY, 0)),
         other => panic!("a takeover of a foreign segment: expected ForeignOwner, got {other:?}"),
     }
+    Outcome::Passed
 }
 
 // ---------------------------------------------------------------------------------------
@@ -428,7 +423,6 @@ fn fingerprint(path: &Path) -> (Vec<u8>, u64, u32, u32, u64) {
     )
 }
 
-#[test]
 fn creating_a_named_segment_that_exists_leaves_its_bytes_and_metadata_untouched() {
     let name = ShmName::new("excl-bytes");
     let mut producer = Producer::builder()
@@ -451,7 +445,6 @@ fn creating_a_named_segment_that_exists_leaves_its_bytes_and_metadata_untouched(
 /// `O_CREAT | O_EXCL` does not follow a symlink, dangling or not: creating at a symlink is
 /// refused and nothing is created or changed at its target (the classic attack of a
 /// planted link in a shared directory).
-#[test]
 fn creating_a_segment_at_a_symlink_is_refused_and_touches_nothing_at_its_target() {
     // A dangling link, by path and in /dev/shm.
     let target = TempPath::new("planted-target");
@@ -491,7 +484,6 @@ fn creating_a_segment_at_a_symlink_is_refused_and_touches_nothing_at_its_target(
 
 /// A symlink where a segment is expected is not followed: opening it by path, by name, or
 /// taking it over is refused with `ELOOP`, even though the link points to a valid segment.
-#[test]
 fn opening_a_segment_through_a_symlink_is_refused() {
     let real = TempPath::new("nofollow-real");
     let _producer = Producer::builder()
@@ -597,26 +589,22 @@ fn scribbled(test: &str, target: &str) {
     );
 }
 
-#[test]
 fn a_consumer_scribbling_over_its_own_slot_at_worst_gets_itself_evicted() {
     scribbled("scribble-own-slot", "own_slot");
 }
 
-#[test]
 fn a_consumer_scribbling_over_the_header_disturbs_neither_the_producer_nor_the_others() {
     scribbled("scribble-header", "header");
 }
 
 /// Zeroing the slot high-water mark must not hide the other consumers from the producer
 /// (which would then overwrite their unread messages).
-#[test]
 fn a_consumer_zeroing_the_slot_high_water_mark_cannot_hide_the_others_from_the_producer() {
     scribbled("scribble-hwm", "hwm");
 }
 
 /// Marking the stream closed in the header while the producer is alive must not end the
 /// stream for the other consumers.
-#[test]
 fn a_consumer_marking_the_stream_closed_cannot_end_it_for_the_others() {
     scribbled("scribble-state", "state");
 }
@@ -624,7 +612,6 @@ fn a_consumer_marking_the_stream_closed_cannot_end_it_for_the_others() {
 // ---------------------------------------------------------------------------------------
 // Resizing.
 
-#[test]
 fn a_memfd_segment_cannot_be_resized_or_unsealed_by_anyone_holding_it() {
     let mut producer = Producer::builder()
         .capacity(4096)
@@ -671,7 +658,6 @@ fn a_memfd_segment_cannot_be_resized_or_unsealed_by_anyone_holding_it() {
 /// What remains (see the module docs): a named segment truncated by a peer turns every
 /// mapping of it into `SIGBUS` at the first touch past the new end. Shown in a child
 /// process, which dies of it.
-#[test]
 fn a_named_segment_truncated_by_a_peer_kills_a_process_that_touches_it_with_sigbus() {
     let _serial = serial();
     let name = ShmName::new("truncated");
@@ -695,4 +681,25 @@ fn a_named_segment_truncated_by_a_peer_kills_a_process_that_touches_it_with_sigb
     if status.signal() != Some(libc::SIGBUS) {
         child.fail(&format!("expected to die of SIGBUS, got {status}"));
     }
+}
+
+fn main() {
+    common::harness::main(
+        Some(child_process),
+        &[
+        case!(named_and_path_segments_are_created_with_mode_0600_by_default),
+        skippable!(another_user_cannot_open_a_segment_created_with_default_permissions),
+        skippable!(a_segment_owned_by_another_user_than_the_effective_one_is_refused_unless_allowed),
+        skippable!(a_segment_chowned_to_another_user_is_refused_unless_allowed),
+        case!(creating_a_named_segment_that_exists_leaves_its_bytes_and_metadata_untouched),
+        case!(creating_a_segment_at_a_symlink_is_refused_and_touches_nothing_at_its_target),
+        case!(opening_a_segment_through_a_symlink_is_refused),
+        case!(a_consumer_scribbling_over_its_own_slot_at_worst_gets_itself_evicted),
+        case!(a_consumer_scribbling_over_the_header_disturbs_neither_the_producer_nor_the_others),
+        case!(a_consumer_zeroing_the_slot_high_water_mark_cannot_hide_the_others_from_the_producer),
+        case!(a_consumer_marking_the_stream_closed_cannot_end_it_for_the_others),
+        case!(a_memfd_segment_cannot_be_resized_or_unsealed_by_anyone_holding_it),
+        case!(a_named_segment_truncated_by_a_peer_kills_a_process_that_touches_it_with_sigbus),
+        ],
+    );
 }

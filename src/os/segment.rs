@@ -84,17 +84,53 @@ pub(crate) struct Mapping {
     identity: (u64, u64),
 }
 
+/// How to map an object.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct MapOptions {
+    /// Fault every page in now (`MAP_POPULATE`), so the first lap through the ring takes
+    /// no page fault.
+    pub(crate) populate: bool,
+    /// Lock the mapping in memory (`mlock`): never paged out.
+    pub(crate) lock: bool,
+}
+
+/// `statfs` magic of hugetlbfs.
+const HUGETLBFS_MAGIC: libc::c_long = 0x9584_58f6;
+
+/// The huge page size of the file system holding `file`, if it is hugetlbfs (a file there
+/// must be sized and mapped in whole huge pages).
+fn huge_page_size(file: &File) -> io::Result<Option<u64>> {
+    // SAFETY: statfs is plain old data; all-zero is a valid value.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor, valid out pointer.
+    cvt(unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) })?;
+    Ok((st.f_type as libc::c_long == HUGETLBFS_MAGIC).then_some(st.f_bsize as u64))
+}
+
 impl Mapping {
-    fn new(file: File, source: Source, len: u64, read_only: bool) -> io::Result<Mapping> {
+    fn new(
+        file: File,
+        source: Source,
+        len: u64,
+        read_only: bool,
+        how: MapOptions,
+    ) -> io::Result<Mapping> {
         let meta = file.metadata()?;
         let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
         let mut options = MmapOptions::new();
         options.len(len);
+        if how.populate {
+            options.populate();
+        }
         let map = if read_only {
             options.map_raw_read_only(&file)?
         } else {
             options.map_raw(&file)?
         };
+        if how.lock {
+            // SAFETY: the range is exactly the mapping just made.
+            cvt(unsafe { libc::mlock(map.as_ptr().cast(), map.len()) })?;
+        }
         Ok(Mapping {
             map,
             file,
@@ -195,8 +231,14 @@ pub(crate) fn unlink(source: &Source) -> io::Result<()> {
 }
 
 /// Create a new object of `size` bytes (exclusively: never an existing one) and map it.
-/// Named objects and files get exactly `mode`; a memfd is sealed against resizing.
-pub(crate) fn create(source: Source, size: u64, mode: u32) -> Result<Mapping, CreateError> {
+/// Named objects and files get exactly `mode`; a memfd is sealed against resizing; a file on
+/// hugetlbfs is sized up to whole huge pages.
+pub(crate) fn create(
+    source: Source,
+    size: u64,
+    mode: u32,
+    how: MapOptions,
+) -> Result<Mapping, CreateError> {
     let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC;
     let fd = match &source {
         Source::Name(name) => {
@@ -231,7 +273,7 @@ pub(crate) fn create(source: Source, size: u64, mode: u32) -> Result<Mapping, Cr
     }
     // SAFETY: `fd` was just opened and is owned by nobody else.
     let file = unsafe { File::from_raw_fd(fd) };
-    let result = finish_create(file, source.clone(), size, mode);
+    let result = finish_create(file, source.clone(), size, mode, how);
     if result.is_err() {
         // Never leave a half-made object behind; it is ours (O_EXCL).
         let _ = unlink(&source);
@@ -239,13 +281,23 @@ pub(crate) fn create(source: Source, size: u64, mode: u32) -> Result<Mapping, Cr
     result
 }
 
-fn finish_create(file: File, source: Source, size: u64, mode: u32) -> Result<Mapping, CreateError> {
+fn finish_create(
+    file: File,
+    source: Source,
+    size: u64,
+    mode: u32,
+    how: MapOptions,
+) -> Result<Mapping, CreateError> {
     if !matches!(source, Source::Anonymous) {
         // The umask may have narrowed the mode; set exactly what was asked.
         // SAFETY: valid descriptor.
         cvt(unsafe { libc::fchmod(file.as_raw_fd(), mode as libc::mode_t) })
             .map_err(io_create("fchmod"))?;
     }
+    let size = match huge_page_size(&file).map_err(io_create("statfs the segment"))? {
+        Some(page) => size.div_ceil(page) * page,
+        None => size,
+    };
     file.set_len(size)
         .map_err(io_create(format!("size the segment to {size} bytes")))?;
     if matches!(source, Source::Anonymous) {
@@ -260,7 +312,17 @@ fn finish_create(file: File, source: Source, size: u64, mode: u32) -> Result<Map
         })
         .map_err(io_create("seal the memfd"))?;
     }
-    Mapping::new(file, source, size, false).map_err(io_create("mmap the segment"))
+    Mapping::new(file, source, size, false, how).map_err(|e| {
+        let what = if how.lock && matches!(e.raw_os_error(), Some(libc::ENOMEM | libc::EPERM)) {
+            "map and lock the segment (RLIMIT_MEMLOCK may be too low)"
+        } else {
+            "mmap the segment"
+        };
+        CreateError::Io {
+            context: what.into(),
+            source: e,
+        }
+    })
 }
 
 /// Options for opening an object.
@@ -272,6 +334,8 @@ pub(crate) struct OpenOptions {
     pub(crate) min_size: u64,
     /// Open and map for reading only (inspection).
     pub(crate) read_only: bool,
+    /// How to map it.
+    pub(crate) map: MapOptions,
 }
 
 /// Open an existing object by name or path and map all of it.
@@ -349,7 +413,11 @@ fn map_existing(file: File, source: Source, opts: &OpenOptions) -> Result<Mappin
         }
         .into());
     }
-    Mapping::new(file, source, size, opts.read_only).map_err(io_open("mmap the segment"))
+    Mapping::new(file, source, size, opts.read_only, opts.map).map_err(io_open(if opts.map.lock {
+        "map and lock the segment (RLIMIT_MEMLOCK may be too low)"
+    } else {
+        "mmap the segment"
+    }))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use crate::layout::{
 use crate::os::futex;
 pub(crate) use crate::os::futex::Wake;
 use crate::os::lock::Locks;
-use crate::os::segment::{self, Mapping, OpenOptions, Source};
+use crate::os::segment::{self, MapOptions, Mapping, OpenOptions, Source};
 use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -113,8 +113,13 @@ impl Region {
     }
 
     /// Create a new segment (named object, file or memfd) and initialize its header.
-    pub(crate) fn create(source: Source, geo: Geometry, mode: u32) -> Result<Region, CreateError> {
-        let map = segment::create(source, geo.total_size, mode)?;
+    pub(crate) fn create(
+        source: Source,
+        geo: Geometry,
+        mode: u32,
+        how: MapOptions,
+    ) -> Result<Region, CreateError> {
+        let map = segment::create(source, geo.total_size, mode, how)?;
         let locks = match Locks::open(map.file(), false) {
             Ok(l) => l,
             Err(source) => {
@@ -136,8 +141,12 @@ impl Region {
     }
 
     /// Open an existing segment by name or path and validate its header.
-    pub(crate) fn open(source: Source, allow_foreign_owner: bool) -> Result<Region, OpenError> {
-        let opts = open_options(allow_foreign_owner, false);
+    pub(crate) fn open(
+        source: Source,
+        allow_foreign_owner: bool,
+        how: MapOptions,
+    ) -> Result<Region, OpenError> {
+        let opts = open_options(allow_foreign_owner, false, how);
         Self::validate(segment::open(source, &opts)?, false)
     }
 
@@ -145,8 +154,9 @@ impl Region {
     pub(crate) fn open_fd(
         fd: BorrowedFd<'_>,
         allow_foreign_owner: bool,
+        how: MapOptions,
     ) -> Result<Region, OpenError> {
-        let opts = open_options(allow_foreign_owner, false);
+        let opts = open_options(allow_foreign_owner, false, how);
         Self::validate(segment::open_fd(fd, &opts)?, false)
     }
 
@@ -156,7 +166,7 @@ impl Region {
         source: Source,
         fd: Option<BorrowedFd<'_>>,
     ) -> Result<Region, OpenError> {
-        let opts = open_options(true, true);
+        let opts = open_options(true, true, MapOptions::default());
         let map = match fd {
             Some(fd) => segment::open_fd(fd, &opts)?,
             None => segment::open(source, &opts)?,
@@ -526,11 +536,12 @@ impl Data {
     }
 }
 
-fn open_options(allow_foreign_owner: bool, read_only: bool) -> OpenOptions {
+fn open_options(allow_foreign_owner: bool, read_only: bool, map: MapOptions) -> OpenOptions {
     OpenOptions {
         allow_foreign_owner,
         min_size: HEADER_SIZE as u64,
         read_only,
+        map,
     }
 }
 

@@ -331,18 +331,44 @@ impl RingConsumer {
         if control.state.load(Acquire) == PRODUCER_CLOSED
             && !self.region.held_by_other(LockId::Producer)
         {
-            self.check_stuck()?;
-            return Ok(Some(Ended::Closed));
+            return self.check_final(Ended::Closed);
         }
         if probing && !self.region.held_by_other(LockId::Producer) {
-            self.check_stuck()?;
             // Closed between our load and the probe? (Acquire: as above.)
             if control.state.load(Acquire) == PRODUCER_CLOSED {
-                return Ok(Some(Ended::Closed));
+                return self.check_final(Ended::Closed);
             }
-            return Ok(Some(Ended::Died));
+            return self.check_final(Ended::Died);
         }
         Ok(None)
+    }
+
+    /// The producer is gone (`why`): its tail is final. Before saying so, make sure the end
+    /// is not hiding a record (`check_stuck`), and, for a lossless consumer, that the tail is
+    /// one a producer gated by our published cursor can have stored: with nobody left to
+    /// overwrite it, an impossible tail is corruption, not a scribble the next commit mends.
+    fn check_final(&self, why: Ended) -> Result<Option<Ended>, RecvTimeoutError> {
+        // Relaxed: after the Acquire load of the producer's state (or the liveness probe,
+        // which follows its death), any eviction the producer made is visible.
+        if self.region.slot(self.slot).state.load(Relaxed) != self.state {
+            return Ok(Some(Ended::Evicted));
+        }
+        self.check_stuck()?;
+        if self.mode != Mode::Lossy {
+            // Relaxed: only the value is compared, and it is the final one: the producer's
+            // last tail store came before its close (or death), which we saw (the Acquire
+            // state load above, or the liveness probe).
+            let tail = self.region.header().producer.tail.load(Relaxed);
+            if tail > self.published.saturating_add(self.d.cap) {
+                return Err(RecvTimeoutError::Corrupt(Corruption {
+                    position: self.d.skip_short(self.cursor),
+                    reason: "the stream ended with a tail more than a ring past this \
+                             consumer's published cursor, which no producer it gates can write",
+                    value: tail,
+                }));
+            }
+        }
+        Ok(Some(why))
     }
 
     /// Corruption that would otherwise stall us silently: the producer's published tail is

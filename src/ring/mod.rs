@@ -42,6 +42,8 @@
 //! # Sleeping and waking
 //! See [`eventcount`]: one wake-up syscall per sleep generation, none while nobody sleeps.
 
+#[cfg(all(not(shmcast_loom), feature = "tokio"))]
+pub(crate) mod asynch;
 pub(crate) mod attach;
 pub(crate) mod cursor;
 pub(crate) mod eventcount;

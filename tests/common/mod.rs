@@ -6,6 +6,8 @@
 // Each test binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod harness;
+
 use shmcast::{Consumer, ConsumerBuilder, OpenError, Producer, RecvError, WaitPolicy};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
