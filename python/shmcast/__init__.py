@@ -67,6 +67,7 @@ from ._native import (
     force_remove,
     inspect,
     remove,
+    remove_path,
 )
 
 __all__ = [
@@ -82,6 +83,7 @@ __all__ = [
     "SlotKind",
     "Lag",
     "remove",
+    "remove_path",
     "force_remove",
     "MAX_NAME_LEN",
     "ShmcastError",

@@ -18,7 +18,8 @@
 //! slices of at most 50 ms with the GIL released; between slices the signal handlers run,
 //! so Ctrl-C raises `KeyboardInterrupt` in a blocked call.
 //!
-//! Inspection and removal (`inspect`, `remove`, `force_remove`) are in [`segment`].
+//! Inspection and removal (`inspect`, `remove`, `remove_path`, `force_remove`) are in
+//! [`segment`].
 
 use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyValueError};
 use pyo3::ffi;
@@ -1634,6 +1635,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Consumer>()?;
     m.add_class::<Message>()?;
     m.add_function(wrap_pyfunction!(segment::remove, m)?)?;
+    m.add_function(wrap_pyfunction!(segment::remove_path, m)?)?;
     m.add_function(wrap_pyfunction!(segment::force_remove, m)?)?;
     m.add_function(wrap_pyfunction!(segment::inspect, m)?)?;
     m.add("MAX_NAME_LEN", shmcast::MAX_NAME_LEN)?;

@@ -128,34 +128,70 @@ fn remove_error(py: Python<'_>, e: RemoveError) -> PyErr {
         RemoveError::Io { .. } => "ShmcastOSError",
         _ => "ShmcastError",
     };
-    error(py, class, e.to_string())
+    // The core's advice names its Rust function; here it is a keyword (which also works
+    // for paths, unlike the core's force_remove).
+    let text = e
+        .to_string()
+        .replace("shmcast::force_remove", "shmcast.remove(..., force=True)");
+    error(py, class, text)
 }
 
 /// Remove a segment whose producer is gone (it died, or closed with
 /// ``remove_on_close=False``): the named one, or with ``path=`` the file. A segment whose
 /// producer lives is refused (``ProducerAlive``), and so is an object that is not a valid
-/// segment (``BadSegment``; ``force_remove`` removes leftovers). Prefer
-/// ``Producer.open_or_create``, which takes a dead producer's segment over and needs no
-/// removal at all.
+/// segment (``BadSegment``). ``force=True`` removes the name or file whatever it holds,
+/// without either check (as ``force_remove``). Prefer ``Producer.open_or_create``, which
+/// takes a dead producer's segment over and needs no removal at all.
 #[pyfunction]
-#[pyo3(signature = (name=None, *, path=None))]
-pub(crate) fn remove(py: Python<'_>, name: Option<&str>, path: Option<PathBuf>) -> PyResult<()> {
+#[pyo3(signature = (name=None, *, path=None, force=false))]
+pub(crate) fn remove(
+    py: Python<'_>,
+    name: Option<&str>,
+    path: Option<PathBuf>,
+    force: bool,
+) -> PyResult<()> {
     match (name, path) {
-        (Some(name), None) => py.detach(|| shmcast::remove(name)),
-        (None, Some(path)) => py.detach(|| shmcast::remove_path(path)),
-        _ => {
-            return Err(PyValueError::new_err(
-                "give a segment name or path=, not both",
-            ))
-        }
+        (Some(name), None) if force => force_remove(py, name),
+        (Some(name), None) => py
+            .detach(|| shmcast::remove(name))
+            .map_err(|e| remove_error(py, e)),
+        (None, Some(path)) => remove_path(py, path, force),
+        _ => Err(PyValueError::new_err(
+            "give a segment name or path=, not both",
+        )),
     }
-    .map_err(|e| remove_error(py, e))
+}
+
+/// ``remove(path=path, force=force)``: remove the segment in the file at ``path`` (tmpfs,
+/// hugetlbfs) whose producer is gone; ``ProducerAlive`` while it lives, ``BadSegment`` if
+/// it is not a valid segment. ``force=True`` unlinks the file whatever it holds.
+#[pyfunction]
+#[pyo3(signature = (path, *, force=false))]
+pub(crate) fn remove_path(py: Python<'_>, path: PathBuf, force: bool) -> PyResult<()> {
+    if !force {
+        return py
+            .detach(|| shmcast::remove_path(&path))
+            .map_err(|e| remove_error(py, e));
+    }
+    // The core has no forced removal of a path: it is an unlink, like `force_remove`'s
+    // `shm_unlink` (never an open, so a FIFO under the name cannot block it).
+    py.detach(|| std::fs::remove_file(&path))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                error(py, "NotFound", format!("{} does not exist", path.display()))
+            }
+            _ => error(
+                py,
+                "ShmcastOSError",
+                format!("remove {}: {e}", path.display()),
+            ),
+        })
 }
 
 /// Remove the named object (``/dev/shm/<name>``) whatever it holds, without checking for a
 /// live producer or even for a shmcast segment: for leftovers ``remove`` refuses, or when
 /// you know better. A live producer keeps writing into the unlinked segment, unseen by new
-/// consumers.
+/// consumers. The same as ``remove(name, force=True)``.
 #[pyfunction]
 pub(crate) fn force_remove(py: Python<'_>, name: &str) -> PyResult<()> {
     py.detach(|| shmcast::force_remove(name))

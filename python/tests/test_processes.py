@@ -3,6 +3,7 @@ self-checking workload of ffi/examples/workload.h across process boundaries."""
 
 import multiprocessing as mp
 import os
+import queue
 import signal
 import subprocess
 
@@ -149,3 +150,113 @@ def test_consumers_drain_then_report_a_killed_producer(name):
     how, messages, *_ = results.get(timeout=HANG_GUARD)
     join(consumer)
     assert (how, messages) == ("producer-died", 1000)
+
+
+def child_status(proc, status):
+    """What a `workers.hold_*` child reported, failing at once if it died first."""
+    while True:
+        try:
+            return status.get(timeout=0.1)
+        except queue.Empty:
+            if not proc.is_alive():
+                pytest.fail(f"{proc} exited ({proc.exitcode}) before reporting")
+
+
+def sigkill(proc):
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(HANG_GUARD)
+    assert proc.exitcode == -signal.SIGKILL
+
+
+def test_inspect_shows_a_sigkilled_consumer_dead_and_it_gates_nothing(name):
+    with shmcast.Producer(name, capacity=4096) as p:
+        status = ctx.Queue()
+        child = start(workers.hold_consumer, name, status)
+        try:
+            assert child_status(child, status) == "attached"
+            assert p.wait_for_consumers(1, timeout=HANG_GUARD) == 1
+            (slot,) = shmcast.inspect(name).consumers
+            assert slot.alive and slot.pid == child.pid
+            assert slot.kind is shmcast.SlotKind.LOSSLESS
+            for _ in range(4096 // 32):  # fill the ring: the child gates the producer
+                p.try_send(b"x" * 8)
+            gating = shmcast.inspect(name).gating
+            assert gating is not None and (gating.index, gating.pid) == (slot.index, child.pid)
+        finally:
+            sigkill(child)
+        (slot,) = shmcast.inspect(name).consumers
+        assert not slot.alive and slot.pid == child.pid
+        assert p.consumers() == 0
+        # The producer reclaims the dead consumer's space: it laps the ring many times.
+        for _ in range(1000):
+            p.send(b"y" * 16, timeout=HANG_GUARD)
+        assert not any(c.alive for c in p.snapshot().consumers)
+
+
+def test_open_or_create_takes_over_from_a_sigkilled_producer(name):
+    status = ctx.Queue()
+    child = start(workers.hold_producer, name, 5, status)
+    try:
+        assert child_status(child, status) == ("created", 5)
+        c = shmcast.Consumer(name, start="oldest")
+        # Never a second producer while the first lives.
+        with pytest.raises(shmcast.ProducerAlive, match="live producer"):
+            shmcast.Producer.open_or_create(name)
+        with pytest.raises(shmcast.ProducerAlive, match=f"pid {child.pid}"):
+            shmcast.remove(name)
+        live = shmcast.inspect(name).producer
+        assert (live.state, live.pid, live.next_seq) == ("live", child.pid, 5)
+    finally:
+        sigkill(child)
+    died = shmcast.inspect(name).producer
+    assert died.state is shmcast.ProducerState.DIED and died.next_seq == 5
+    # The consumer drains what was committed, then learns of the death.
+    for i in range(5):
+        with c.recv(timeout=HANG_GUARD) as view:
+            assert (view.obj.seq, bytes(view)) == (i, b"message %d" % i)
+    with pytest.raises(shmcast.ProducerDied):
+        c.recv(timeout=HANG_GUARD)
+    with shmcast.Producer.open_or_create(name) as p:  # removes the name on close
+        assert p.took_over and p.next_seq == 5 and p.capacity == 4096
+        p.send(b"after")
+        with c.recv(timeout=HANG_GUARD) as view:  # the stream goes on, no gap
+            assert (view.obj.seq, bytes(view)) == (5, b"after")
+        s = p.snapshot()
+        assert (s.producer.state, s.producer.pid, s.producer.epoch) == ("live", os.getpid(), 2)
+    with pytest.raises(shmcast.NotFound):
+        shmcast.inspect(name)
+
+
+def test_python_takes_over_from_a_killed_rust_producer(name, rust_peer):
+    rust = run_rust(rust_peer, "produce", name, str(COUNT), "--max-len", str(MAX_LEN),
+                    "--seed", str(SEED), "--capacity", "65536", "--wait-go",
+                    "--stall-after", "100")
+    try:
+        read_line(rust, "ready")
+        c = shmcast.Consumer(name)
+        rust.stdin.write("go\n")
+        rust.stdin.flush()
+        read_line(rust, "stalled")
+        with pytest.raises(shmcast.ProducerAlive):
+            shmcast.Producer.open_or_create(name)
+    finally:
+        rust.kill()
+        rust.wait(HANG_GUARD)
+    assert shmcast.inspect(name).producer.state == "died"
+    with shmcast.Producer.open_or_create(name, capacity=65536) as p:
+        assert p.took_over and p.next_seq == 100
+        p.send(b"from python")
+        # The consumer reads the Rust producer's 100 messages, then Python's: whether or
+        # not it noticed the death in between (it did not have to), no gap, no duplicate.
+        for i in range(101):
+            try:
+                with c.recv(timeout=HANG_GUARD) as view:
+                    assert view.obj.seq == i
+                    if i < 100:
+                        workload.check(view, SEED, i, MAX_LEN)
+                    else:
+                        assert bytes(view) == b"from python"
+            except shmcast.ProducerDied:
+                assert i == 100, f"ProducerDied after {i} messages"
+                with c.recv(timeout=HANG_GUARD) as view:
+                    assert (view.obj.seq, bytes(view)) == (100, b"from python")

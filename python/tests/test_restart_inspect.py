@@ -240,29 +240,66 @@ def test_wait_for_consumers_returns_when_they_attach_and_times_out_otherwise(nam
         assert p.consumers() == 0
 
 
-def test_remove_refuses_a_live_producer_and_a_non_segment_force_remove_does_not(name):
+def test_remove_refuses_a_live_producer_and_a_non_segment_force_does_not(name):
     p = shmcast.Producer(name, capacity=4096)
-    with pytest.raises(shmcast.ProducerAlive, match="force_remove"):
+    with pytest.raises(shmcast.ProducerAlive, match=r"shmcast\.remove\(\.\.\., force=True\)"):
         shmcast.remove(name)
-    shmcast.force_remove(name)  # the producer goes on, unseen by new consumers
+    shmcast.remove(name, force=True)  # the producer goes on, unseen by new consumers
     p.send(b"unseen")
     with pytest.raises(shmcast.NotFound):
         shmcast.Consumer(name)
     p.close()
-    with pytest.raises(shmcast.NotFound, match="does not exist"):
-        shmcast.force_remove(name)
-    with pytest.raises(shmcast.InvalidName, match="invalid segment name"):
-        shmcast.force_remove("a/b")
+    for force in (lambda n: shmcast.remove(n, force=True), shmcast.force_remove):
+        with pytest.raises(shmcast.NotFound, match="does not exist"):
+            force(name)
+        with pytest.raises(shmcast.InvalidName, match="invalid segment name"):
+            force("a/b")
 
     # Not a segment at all: refused by remove, inspect and open_or_create, not by force.
     junk = Path("/dev/shm") / name
-    junk.write_bytes(b"not a segment".ljust(65536, b"?"))
-    with pytest.raises(shmcast.BadSegment, match="force_remove"):
-        shmcast.remove(name)
+    for force in (lambda n: shmcast.remove(n, force=True), shmcast.force_remove):
+        junk.write_bytes(b"not a segment".ljust(65536, b"?"))
+        with pytest.raises(shmcast.BadSegment, match="force=True"):
+            shmcast.remove(name)
+        with pytest.raises(shmcast.BadSegment, match="not a shmcast segment"):
+            shmcast.inspect(name)
+        with pytest.raises(shmcast.BadSegment):
+            shmcast.Producer.open_or_create(name)
+        assert junk.exists()
+        force(name)
+        assert not junk.exists()
+
+
+def test_remove_path_refuses_a_live_producer_and_a_non_segment_force_does_not(tmp_path):
+    path = tmp_path / "segment"
+    with shmcast.Producer(path=path, capacity=4096, remove_on_close=False) as p:
+        for remove in (shmcast.remove_path, lambda x: shmcast.remove(path=x)):
+            with pytest.raises(shmcast.ProducerAlive, match="force=True"):
+                remove(path)
+        assert path.exists()
+        shmcast.remove_path(str(path), force=True)  # unlinked under the live producer
+        assert not path.exists()
+        p.send(b"unseen")
+    with pytest.raises(shmcast.NotFound):
+        shmcast.remove_path(path)
+    with pytest.raises(shmcast.NotFound, match="does not exist"):
+        shmcast.remove_path(path, force=True)
+
+    # A closed producer's segment: removed without force.
+    shmcast.Producer(path=path, capacity=4096, remove_on_close=False).close()
+    shmcast.remove_path(path)
+    assert not path.exists()
+
+    # Not a segment: refused, then removed by force (a FIFO too, without blocking).
+    path.write_bytes(b"not a segment".ljust(65536, b"?"))
     with pytest.raises(shmcast.BadSegment, match="not a shmcast segment"):
-        shmcast.inspect(name)
+        shmcast.remove_path(path)
+    shmcast.remove(path=path, force=True)
+    assert not path.exists()
+    os.mkfifo(path)
     with pytest.raises(shmcast.BadSegment):
-        shmcast.Producer.open_or_create(name)
-    assert junk.exists()
-    shmcast.force_remove(name)
-    assert not junk.exists()
+        shmcast.remove_path(path)
+    shmcast.remove_path(path, force=True)
+    assert not path.exists()
+    with pytest.raises(TypeError):
+        shmcast.remove_path(path, True)  # force is keyword-only

@@ -1,6 +1,7 @@
 """Process entry points for the multiprocessing tests (importable by spawned children)."""
 
 import time
+import traceback
 
 import shmcast
 import workload
@@ -66,3 +67,30 @@ def check_stream(c, max_len, seed):
             return ("ok", messages, nbytes, lost, d)
         except shmcast.ProducerDied:
             return ("producer-died", messages, nbytes, lost, d)
+
+
+def hold_consumer(name, status):
+    """Attach a lossless consumer, report "attached" on `status`, then wait to be killed."""
+    try:
+        c = shmcast.Consumer(name)
+        status.put("attached")
+    except BaseException:
+        status.put(traceback.format_exc())
+        raise
+    while c is not None:
+        time.sleep(3600)
+
+
+def hold_producer(name, count, status, capacity=4096):
+    """open_or_create the segment (kept on close), send `count` messages, report
+    ("created" or "took over", next_seq) on `status`, then wait to be killed."""
+    try:
+        p = shmcast.Producer.open_or_create(name, capacity=capacity, remove_on_close=False)
+        for i in range(count):
+            p.send(b"message %d" % i)
+        status.put(("took over" if p.took_over else "created", p.next_seq))
+    except BaseException:
+        status.put(traceback.format_exc())
+        raise
+    while p is not None:
+        time.sleep(3600)
