@@ -2,19 +2,23 @@
  * Error paths of the C interface, from C: every NULL pointer, bad names and options,
  * too-large messages, calls out of order, the wrong kind of handle, buffers too small, the
  * end-of-stream and producer-takeover outcomes, open_or_create, inspection and removal,
- * and, in forked child processes killed with SIGKILL, a dead consumer and a dead producer. Each check names what it expects; the
- * program prints every failed check and ends with "errors: N passed, M failed", exiting 1
+ * and, in forked child processes killed with SIGKILL, a dead consumer, a dead producer,
+ * consumers waited for, and a producer restarted again and again without losing or
+ * repeating a message. Each check names what it expects; the program prints every failed
+ * check and ends with "errors: N passed, M failed", exiting 1
  * if any failed. Run by tests/c_interop.rs (linked statically) with a segment-name prefix
  * as its only argument; every segment it creates starts with that prefix.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -902,6 +906,341 @@ static void killed_processes(void) {
     EXPECT(shmcast_remove(name), SHMCAST_NOT_FOUND, NULL); /* removed on close */
 }
 
+/* A hang guard for waits on child processes, never a timing assertion. */
+#define HANG_GUARD_MS 120000
+#define HANG_GUARD_NS 120000000000u
+
+/* What a child process reports on its pipe. */
+typedef struct {
+    char what;
+    uint64_t value;
+} report;
+
+static void send_report(int fd, char what, uint64_t value) {
+    report r;
+    memset(&r, 0, sizeof r);
+    r.what = what;
+    r.value = value;
+    if (write(fd, &r, sizeof r) != (ssize_t)sizeof r) _exit(3);
+}
+
+/* The next report from `fd`; 0 on success, -1 if the child closed the pipe (it died) or said
+ * nothing within the hang guard. */
+static int read_report(int fd, report *r) {
+    size_t got = 0;
+    memset(r, 0, sizeof *r);
+    while (got < sizeof *r) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, HANG_GUARD_MS) <= 0) return -1;
+        ssize_t k = read(fd, (char *)r + got, sizeof *r - got);
+        if (k <= 0) return -1;
+        got += (size_t)k;
+    }
+    return 0;
+}
+
+/* Fork a child that runs `body(name, arg, out)` with `out` the write end of a pipe; returns
+ * its pid and the read end in *in. */
+static pid_t fork_reporting(void (*body)(const char *, int, int), const char *name, int arg,
+                            int *in) {
+    int fds[2];
+    *in = -1;
+    if (pipe(fds) != 0) return -1;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        body(name, arg, fds[1]);
+        _exit(0);
+    }
+    close(fds[1]);
+    if (pid < 0) {
+        close(fds[0]);
+        return -1;
+    }
+    *in = fds[0];
+    return pid;
+}
+
+/* The read end of the pipe that gates gated_consumer (inherited through fork). */
+static int gate_fd = -1;
+
+/* A consumer (lossy if `lossy`) that attaches once it read a byte from gate_fd, reports 'A'
+ * (or 'E'), and waits to be killed. */
+static void gated_consumer(const char *name, int lossy, int out) {
+    char go;
+    struct pollfd pfd = {.fd = gate_fd, .events = POLLIN};
+    if (poll(&pfd, 1, HANG_GUARD_MS) <= 0 || read(gate_fd, &go, 1) != 1) _exit(2);
+    shmcast_consumer_options o = shmcast_consumer_options_default();
+    o.lossy = (uint32_t)lossy;
+    shmcast_consumer *c = NULL;
+    if (shmcast_consumer_open(name, &o, &c) != SHMCAST_OK) {
+        send_report(out, 'E', 0);
+        _exit(1);
+    }
+    send_report(out, 'A', 0);
+    for (;;) pause(); /* until SIGKILL */
+}
+
+/* wait_for_consumers counts consumers of other processes: it returns once they attached,
+ * times out saying how many there are, and stops counting a killed one. */
+static void waited_for_consumers(void) {
+    const char *name = seg("wait-consumers");
+    shmcast_producer *p = make_producer(name, 4096, 0);
+    int gate[2];
+    CHECK(pipe(gate) == 0, "pipe");
+    gate_fd = gate[0];
+    int in[2] = {-1, -1};
+    pid_t kids[2];
+    for (int k = 0; k < 2; k++) kids[k] = fork_reporting(gated_consumer, name, k, &in[k]);
+    close(gate[0]);
+    CHECK(kids[0] > 0 && kids[1] > 0, "forked two consumers");
+    size_t n = 99;
+    EXPECT(shmcast_producer_wait_for_consumers(p, 1, 0, &n), SHMCAST_TIMEOUT,
+           "0 of the 1 awaited"); /* they wait for the gate */
+    CHECK(n == 0, "none attached yet: %zu", n);
+    CHECK(write(gate[1], "gg", 2) == 2, "open the gate");
+    /* Returns once both attached, whether it had to wait or not. */
+    EXPECT(shmcast_producer_wait_for_consumers(p, 2, HANG_GUARD_NS, &n), SHMCAST_OK, NULL);
+    CHECK(n == 2, "both attached: %zu", n);
+    for (int k = 0; k < 2; k++) {
+        report r;
+        CHECK(read_report(in[k], &r) == 0 && r.what == 'A', "consumer %d attached ('%c')", k,
+              r.what);
+    }
+    EXPECT(shmcast_producer_wait_for_consumers(p, 3, 10000000u, &n), SHMCAST_TIMEOUT,
+           "timed out with 2 of the 3 awaited consumers attached");
+    CHECK(n == 2, "the count at the deadline: %zu", n);
+    if (kids[0] > 0) kill_child(kids[0]);
+    EXPECT(shmcast_producer_consumers(p, &n), SHMCAST_OK, NULL);
+    CHECK(n == 1, "a killed consumer no longer counts: %zu", n);
+    EXPECT(shmcast_producer_wait_for_consumers(p, 2, 10000000u, &n), SHMCAST_TIMEOUT,
+           "1 of the 2 awaited");
+    CHECK(n == 1, "the count at the deadline: %zu", n);
+    if (kids[1] > 0) kill_child(kids[1]);
+    EXPECT(shmcast_producer_consumers(p, &n), SHMCAST_OK, NULL);
+    CHECK(n == 0, "none left: %zu", n);
+    close(gate[1]);
+    close(in[0]);
+    close(in[1]);
+    gate_fd = -1;
+    EXPECT(shmcast_producer_close(p), SHMCAST_OK, NULL);
+}
+
+/* The restart loop's messages: message `seq` is 8 to 64 bytes, `seq` (native order) then
+ * bytes that depend on `seq` and their offset. */
+#define RESTART_LIVES 4
+#define RESTART_BURST 300
+#define RESTART_CONSUMERS 2
+
+static size_t restart_len(uint64_t seq) { return 8 + (size_t)(seq * 7 % 57); }
+
+static void restart_fill(uint8_t *buf, uint64_t seq) {
+    memcpy(buf, &seq, 8);
+    for (size_t j = 8; j < restart_len(seq); j++) buf[j] = (uint8_t)(seq * 31 + j);
+}
+
+static int restart_check(const shmcast_message *m, uint64_t seq) {
+    uint8_t want[64];
+    restart_fill(want, seq);
+    return m->seq == seq && m->len == restart_len(seq) && memcmp(m->data, want, m->len) == 0;
+}
+
+/* One life of a producer service: open_or_create (kept on close), report 'C' (created) or
+ * 'T' (took over) with next_seq, wait for the consumers, then send for ever (send and
+ * reserve in turn), reporting 'S' with next_seq once after RESTART_BURST messages. Killed
+ * by the parent while it sends, waits for space or holds a reservation. */
+static void restart_producer(const char *name, int unused, int out) {
+    (void)unused;
+    shmcast_producer_options o = shmcast_producer_options_default();
+    o.capacity = 4096;
+    o.remove_on_close = 0;
+    shmcast_producer *p = NULL;
+    int32_t created = -1;
+    uint64_t seq = 0;
+    size_t n = 0;
+    if (shmcast_producer_open_or_create(name, &o, &p, &created) != SHMCAST_OK ||
+        shmcast_producer_next_seq(p, &seq) != SHMCAST_OK) {
+        send_report(out, 'E', 0);
+        _exit(1);
+    }
+    send_report(out, created ? 'C' : 'T', seq);
+    if (shmcast_producer_wait_for_consumers(p, RESTART_CONSUMERS, HANG_GUARD_NS, &n) !=
+        SHMCAST_OK) {
+        send_report(out, 'E', 1);
+        _exit(1);
+    }
+    for (uint64_t sent = 1;; sent++) {
+        shmcast_status st = shmcast_producer_next_seq(p, &seq);
+        uint8_t buf[64];
+        uint8_t *slot = NULL;
+        if (st == SHMCAST_OK && seq % 2) {
+            restart_fill(buf, seq);
+            st = shmcast_producer_send(p, buf, restart_len(seq));
+        } else if (st == SHMCAST_OK) {
+            st = shmcast_producer_reserve(p, restart_len(seq), &slot);
+            if (st == SHMCAST_OK) {
+                restart_fill(slot, seq);
+                st = shmcast_producer_commit(p);
+            }
+        }
+        if (st != SHMCAST_OK) {
+            send_report(out, 'E', 2);
+            _exit(1);
+        }
+        if (sent == RESTART_BURST) send_report(out, 'S', seq + 1);
+    }
+}
+
+/* A lossless consumer following the stream across deaths and takeovers: reports 'A' once
+ * attached; checks that message i is the i-th, with its bytes; after PRODUCER_DIED keeps
+ * receiving (the next producer goes on); at DISCONNECTED reports 'D' with the count and 'N'
+ * with the deaths it saw, and exits 0. Any other outcome: 'X' (wrong message, its seq), 'F'
+ * (a status) or 'H' (no takeover within the hang guard), exit 1. */
+static void restart_consumer(const char *name, int unused, int out) {
+    (void)unused;
+    shmcast_consumer *c = NULL;
+    if (shmcast_consumer_open(name, NULL, &c) != SHMCAST_OK) {
+        send_report(out, 'E', 0);
+        _exit(1);
+    }
+    send_report(out, 'A', 0);
+    uint64_t expect = 0, deaths = 0, dead_polls = 0;
+    for (;;) {
+        shmcast_message m;
+        shmcast_status st = shmcast_consumer_recv_timeout(c, &m, HANG_GUARD_NS);
+        if (st == SHMCAST_OK) {
+            if (!restart_check(&m, expect)) {
+                send_report(out, 'X', m.seq);
+                _exit(1);
+            }
+            expect++;
+            dead_polls = 0;
+            shmcast_consumer_release(c);
+        } else if (st == SHMCAST_PRODUCER_DIED) {
+            /* Between a death and the takeover: poll, 1 ms apart, at most the hang guard. */
+            if (dead_polls == 0) deaths++;
+            if (++dead_polls > HANG_GUARD_MS) {
+                send_report(out, 'H', expect);
+                _exit(1);
+            }
+            struct timespec ms = {0, 1000000};
+            nanosleep(&ms, NULL);
+        } else if (st == SHMCAST_DISCONNECTED) {
+            send_report(out, 'D', expect);
+            send_report(out, 'N', deaths);
+            _exit(0);
+        } else {
+            send_report(out, 'F', (uint64_t)st);
+            _exit(1);
+        }
+    }
+}
+
+/* The restart loop: a producer process started with open_or_create is killed with SIGKILL
+ * while it sends, RESTART_LIVES times; each next one takes over where the committed stream
+ * ends; then this process takes over and closes the stream. Two consumer processes follow
+ * the whole stream and must see every sequence number once, in order, with its bytes. */
+static void restart_loop(void) {
+    const char *name = seg("restart-loop");
+    pid_t consumers[RESTART_CONSUMERS];
+    int from_consumer[RESTART_CONSUMERS];
+    int started = 0, ok = 1;
+    uint64_t handover = 0;
+    shmcast_segment_info si;
+    shmcast_slot_info slots[16];
+    size_t count = 0;
+    for (int life = 0; life < RESTART_LIVES && ok; life++) {
+        int in = -1;
+        pid_t child = fork_reporting(restart_producer, name, 0, &in);
+        CHECK(child > 0, "fork producer %d", life);
+        if (child <= 0) {
+            ok = 0;
+            break;
+        }
+        report r;
+        ok = read_report(in, &r) == 0 && r.what == (life == 0 ? 'C' : 'T') &&
+             r.value == handover;
+        CHECK(ok, "life %d: started '%c' at %llu, expected '%c' at %llu", life, r.what,
+              (unsigned long long)r.value, life == 0 ? 'C' : 'T', (unsigned long long)handover);
+        for (; life == 0 && ok && started < RESTART_CONSUMERS; started++) {
+            consumers[started] = fork_reporting(restart_consumer, name, 0,
+                                                &from_consumer[started]);
+            report a;
+            ok = consumers[started] > 0 && read_report(from_consumer[started], &a) == 0 &&
+                 a.what == 'A';
+            CHECK(ok, "consumer %d attached", started);
+            if (consumers[started] <= 0) break;
+        }
+        if (ok) {
+            ok = read_report(in, &r) == 0 && r.what == 'S' && r.value == handover + RESTART_BURST;
+            CHECK(ok, "life %d: sent '%c' up to %llu, expected %llu", life, r.what,
+                  (unsigned long long)r.value, (unsigned long long)(handover + RESTART_BURST));
+        }
+        if (life == 1) {
+            shmcast_producer *second = NULL;
+            EXPECT(shmcast_producer_open_or_create(name, NULL, &second, NULL),
+                   SHMCAST_PRODUCER_ALIVE, "live producer");
+        }
+        kill_child(child);
+        close(in);
+        EXPECT(shmcast_inspect(name, &si, slots, 16, &count), SHMCAST_OK, NULL);
+        CHECK(si.producer_state == SHMCAST_PRODUCER_STATE_DIED &&
+                  si.producer_pid == (uint32_t)child && si.epoch == (uint32_t)life + 1 &&
+                  si.next_seq >= handover + RESTART_BURST,
+              "life %d died: %s, pid %u, epoch %u, next_seq %llu", life,
+              shmcast_producer_state_str(si.producer_state), si.producer_pid, si.epoch,
+              (unsigned long long)si.next_seq);
+        handover = si.next_seq;
+    }
+
+    /* The last restart is this process: it closes the stream (and removes the name). */
+    shmcast_producer_options o = shmcast_producer_options_default();
+    shmcast_producer *p = NULL;
+    int32_t created = -1;
+    uint64_t total = 0;
+    EXPECT(shmcast_producer_open_or_create(name, &o, &p, &created), SHMCAST_OK, NULL);
+    if (p != NULL) {
+        CHECK(created == 0, "the last restart took over");
+        EXPECT(shmcast_producer_next_seq(p, &total), SHMCAST_OK, NULL);
+        CHECK(total == handover, "next_seq %llu after the last death, expected %llu",
+              (unsigned long long)total, (unsigned long long)handover);
+        size_t n = 0;
+        if (ok)
+            EXPECT(shmcast_producer_wait_for_consumers(p, RESTART_CONSUMERS, HANG_GUARD_NS, &n),
+                   SHMCAST_OK, NULL);
+        for (int k = 0; k < 10; k++, total++) {
+            uint8_t buf[64];
+            restart_fill(buf, total);
+            EXPECT(shmcast_producer_send(p, buf, restart_len(total)), SHMCAST_OK, NULL);
+        }
+        EXPECT(shmcast_producer_close(p), SHMCAST_OK, NULL);
+    }
+    for (int k = 0; k < started; k++) {
+        report d, n;
+        /* After a failure, stop it and read what it said (its reports stay in the pipe). */
+        if (!ok) kill(consumers[k], SIGKILL);
+        int got = read_report(from_consumer[k], &d) == 0;
+        got = got && read_report(from_consumer[k], &n) == 0;
+        int status = 0;
+        pid_t waited = waitpid(consumers[k], &status, 0);
+        close(from_consumer[k]);
+        if (!ok) {
+            printf("after the failure above, consumer %d reported '%c' %llu\n", k,
+                   d.what ? d.what : '-', (unsigned long long)d.value);
+            continue;
+        }
+        CHECK(got && d.what == 'D' && d.value == total && n.what == 'N' &&
+                  n.value <= RESTART_LIVES,
+              "consumer %d: '%c' %llu (expected 'D' %llu), then '%c' %llu deaths seen", k,
+              d.what ? d.what : '-', (unsigned long long)d.value, (unsigned long long)total,
+              n.what ? n.what : '-', (unsigned long long)n.value);
+        CHECK(waited == consumers[k] && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "consumer %d exited (status %d)", k, status);
+    }
+    shmcast_force_remove(name); /* after a failure; NOT_FOUND otherwise */
+}
+
 static void *fail_on_other_thread(void *arg) {
     shmcast_producer *p = NULL;
     shmcast_status st = shmcast_producer_create("a/b", NULL, &p);
@@ -943,7 +1282,9 @@ int main(int argc, char **argv) {
     takeover_anonymous_path();
     open_or_create();
     inspection();
-    killed_processes(); /* forks: before any thread is started */
+    killed_processes(); /* these fork: before any thread is started */
+    waited_for_consumers();
+    restart_loop();
     last_error_is_per_thread();
     printf("errors: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
