@@ -13,7 +13,8 @@ class Disconnected(ShmcastError):
 
 class ProducerDied(ShmcastError):
     """The producer died without closing the stream; every committed message was received.
-    A new producer may take the segment over (``Producer.open``)."""
+    A new producer may take the segment over (``Producer.open_or_create``); a consumer that
+    keeps receiving goes on with its messages, without a gap or a duplicate."""
 
 
 class Evicted(ShmcastError):
