@@ -11,19 +11,29 @@
  * an internal error returns SHMCAST_PANIC and poisons the handle it happened on.
  *
  * POINTERS. Every pointer argument is checked for NULL (SHMCAST_NULL_POINTER); a data
- * pointer may be NULL when its length is 0. Output pointers are cleared (NULL or zeros)
- * when a call fails. Handles carry a tag checked on every call (SHMCAST_INVALID_HANDLE):
- * a best-effort guard against mixing up handle kinds, not against dangling pointers.
+ * pointer may be NULL when its length is 0, and a few optional outputs (documented as such)
+ * may be NULL. Output pointers are cleared (NULL or zeros) when a call fails. Handles carry
+ * a tag checked on every call (SHMCAST_INVALID_HANDLE): a best-effort guard against mixing
+ * up handle kinds, not against dangling pointers.
  *
- * OWNERSHIP. shmcast_producer_create*()/_open() and shmcast_consumer_open*()/_attach()
- * give the caller a handle; shmcast_producer_close()/shmcast_consumer_close() take it back
- * (closing NULL does nothing). A message view (shmcast_message) points into the shared
- * ring (lossless consumers) or into the consumer's private copy (lossy consumers) and is
- * valid until shmcast_consumer_release() or _close() on that consumer; until then the
- * consumer receives nothing else, and a lossless consumer keeps the producer from reusing
- * that space. Reserved bytes (shmcast_producer_reserve) are the caller's to write until
+ * OWNERSHIP. shmcast_producer_create*()/_open()/_open_or_create() and
+ * shmcast_consumer_open*()/_attach() give the caller a handle;
+ * shmcast_producer_close()/shmcast_consumer_close() take it back (closing NULL does
+ * nothing). A message view (shmcast_message) points into the shared ring (lossless
+ * consumers) or into the consumer's private copy (lossy consumers) and is valid until
+ * shmcast_consumer_release() or _close() on that consumer; until then the consumer
+ * receives nothing else, and a lossless consumer keeps the producer from reusing that
+ * space. Reserved bytes (shmcast_producer_reserve) are the caller's to write until
  * shmcast_producer_commit()/_abort()/_close(). Strings returned by the library are owned
  * by it (see each function).
+ *
+ * RESTARTS. shmcast_producer_open_or_create() with remove_on_close 0 is the same code for
+ * the first start and every restart: it creates the segment, or takes over the one a dead
+ * producer left and continues its stream (consumers that got SHMCAST_PRODUCER_DIED and
+ * keep receiving go on with the new producer's messages); it refuses while the producer
+ * lives. shmcast_inspect() shows a segment's producer and consumers (alive or dead, lag,
+ * which one gates the producer) without attaching; shmcast_remove() removes a dead
+ * producer's segment, shmcast_force_remove() anything.
  *
  * THREADS. A handle may be used from any thread, but by one thread at a time: serialize
  * calls on one handle (e.g. with a mutex). Distinct handles are independent, also in one
@@ -32,8 +42,9 @@
  *
  * BLOCKING. shmcast_producer_send/_reserve and shmcast_consumer_recv/_recv_into wait per
  * the handle's wait policy (spin, yield, then a futex sleep, by default) without a
- * deadline; the _timeout and try_ variants bound or avoid the wait. A signal does not
- * interrupt a wait: use the _timeout variants in slices to stay responsive.
+ * deadline; the _timeout and try_ variants bound or avoid the wait.
+ * shmcast_producer_wait_for_consumers polls (sleeping) until its deadline. A signal does
+ * not interrupt a wait: use the _timeout variants in slices to stay responsive.
  */
 
 
@@ -75,6 +86,60 @@
  * Longest accepted segment name, in bytes.
  */
 #define SHMCAST_MAX_NAME_LEN 200
+
+/**
+ * `shmcast_segment_info.producer_state`: no producer ever attached (the segment is being
+ * created, or its creator died first). Also what a failed call leaves (zeros).
+ */
+#define SHMCAST_PRODUCER_STATE_NONE 0
+
+/**
+ * A producer holds the segment's producer lock: it is alive.
+ */
+#define SHMCAST_PRODUCER_STATE_LIVE 1
+
+/**
+ * The producer closed the stream.
+ */
+#define SHMCAST_PRODUCER_STATE_CLOSED 2
+
+/**
+ * The producer died without closing the stream: a new one may take over
+ * (`shmcast_producer_open_or_create`).
+ */
+#define SHMCAST_PRODUCER_STATE_DIED 3
+
+/**
+ * A state this version of the bindings does not know (a newer core).
+ */
+#define SHMCAST_PRODUCER_STATE_UNKNOWN 4
+
+/**
+ * `shmcast_slot_info.kind`: a lossless consumer reading in place; it gates the producer.
+ */
+#define SHMCAST_SLOT_LOSSLESS 1
+
+/**
+ * A lossless consumer that copies each message out (its producer evicts stuck consumers):
+ * it gates the producer until evicted.
+ */
+#define SHMCAST_SLOT_LOSSLESS_COPYING 2
+
+/**
+ * A lossy consumer: it never gates the producer.
+ */
+#define SHMCAST_SLOT_LOSSY 3
+
+/**
+ * The producer evicted this consumer (dead, stuck, or an impossible cursor).
+ */
+#define SHMCAST_SLOT_EVICTED 4
+
+/**
+ * A value no consumer writes (the slot table is corrupt; the value is in `raw_kind`), or a
+ * kind this version of the bindings does not know (`raw_kind` 0).
+ */
+#define SHMCAST_SLOT_UNKNOWN 5
 
 /**
  * What a call did: `SHMCAST_OK` (0), or why it did nothing. `shmcast_last_error()` gives
@@ -181,7 +246,8 @@ enum shmcast_status
      */
     SHMCAST_NO_FREE_SLOT = 29,
     /**
-     * `shmcast_producer_open`: the segment's producer is still alive.
+     * `shmcast_producer_open`, `_open_or_create`, `shmcast_remove`: the segment's producer
+     * is still alive.
      */
     SHMCAST_PRODUCER_ALIVE = 30,
     /**
@@ -212,6 +278,12 @@ enum shmcast_status
      */
     SHMCAST_FORKED = 37,
     /**
+     * Taking a segment over (`shmcast_producer_open`, `_open_or_create`): a geometry option
+     * set in `shmcast_producer_options` (nonzero) differs from what the segment was created
+     * with. Set it to 0 to accept the segment's, or remove the segment to create it anew.
+     */
+    SHMCAST_OPTION_MISMATCH = 38,
+    /**
      * An error this version of the bindings does not classify; see `shmcast_last_error()`.
      */
     SHMCAST_OTHER = 35,
@@ -232,7 +304,8 @@ typedef struct shmcast_consumer shmcast_consumer;
 
 /**
  * A producer: the single writer of a segment's ring. Opaque; from
- * `shmcast_producer_create*` or `shmcast_producer_open`, freed by `shmcast_producer_close`.
+ * `shmcast_producer_create*`, `shmcast_producer_open` or `shmcast_producer_open_or_create`,
+ * freed by `shmcast_producer_close`.
  */
 typedef struct shmcast_producer shmcast_producer;
 
@@ -342,26 +415,55 @@ typedef struct shmcast_consumer_stats {
 } shmcast_consumer_stats;
 
 /**
+ * How far a consumer is behind the producer (`shmcast_consumer_lag`).
+ */
+typedef struct shmcast_lag {
+    /**
+     * Bytes of the ring between the consumer's position and the producer's tail.
+     */
+    uint64_t bytes;
+    /**
+     * Messages between them, if `has_messages`.
+     */
+    uint64_t messages;
+    /**
+     * 1 if `messages` is known: the record at the consumer's position is still in the ring
+     * (a lossy consumer that was lapped gets 0, and learns the loss on its next receive).
+     */
+    uint32_t has_messages;
+} shmcast_lag;
+
+/**
  * Options for creating (or taking over) a segment. Start from
  * `shmcast_producer_options_default()`; passing NULL instead means the defaults.
+ *
+ * The geometry options (`capacity`, `max_message`, `max_consumers`, `mode`) are *unset*
+ * when 0, as in the defaults. Creating a segment, an unset option takes its default value.
+ * Taking a segment over (`shmcast_producer_open`, or `_open_or_create` finding one), an
+ * unset option accepts the segment's value, and a set one must equal it
+ * (`SHMCAST_OPTION_MISMATCH` otherwise: a segment's geometry cannot change). The other
+ * options apply to the new producer either way.
  */
 typedef struct shmcast_producer_options {
     /**
-     * Ring capacity in bytes: a power of two from 256 bytes to 1 TiB. Default 1 MiB.
-     * Ignored by `shmcast_producer_open` (the segment has one).
+     * Ring capacity in bytes: a power of two from 256 bytes to 1 TiB. 0 (the default):
+     * unset, 1 MiB for a new segment.
      */
     uint64_t capacity;
     /**
-     * Largest message in bytes; 0 (the default) means the largest the capacity allows
-     * (a quarter of it minus a 24-byte record header). Ignored by `shmcast_producer_open`.
+     * Largest message in bytes. 0 (the default): unset, the largest the capacity allows for
+     * a new segment (a quarter of it minus a 24-byte record header).
      */
     uint64_t max_message;
     /**
-     * Size of the consumer slot table, 1 to 4096. Default 16. Ignored by `_open`.
+     * Size of the consumer slot table, 1 to 4096. 0 (the default): unset, 16 for a new
+     * segment.
      */
     uint32_t max_consumers;
     /**
-     * Permission bits of a named or path-backed segment. Default 0600.
+     * Permission bits of a named or path-backed segment (at most 0777). 0 (the default):
+     * unset, 0600 for a new segment. Consumers need read and write access: to share with
+     * another user, 0660 and a common group.
      */
     uint32_t mode;
     /**
@@ -370,7 +472,8 @@ typedef struct shmcast_producer_options {
     struct shmcast_wait_policy wait;
     /**
      * Nonzero (the default): closing the producer removes the segment's name or file.
-     * Zero: leave it, so a new producer can take it over (`shmcast_producer_open`).
+     * Zero: leave it, so a new producer can take it over (`shmcast_producer_open_or_create`,
+     * the restart-safe way to start a producer).
      */
     uint32_t remove_on_close;
     /**
@@ -413,6 +516,11 @@ typedef struct shmcast_producer_info {
      * -1 for an in-process ring.
      */
     int32_t fd;
+    /**
+     * 1 if this producer took an existing segment over (`shmcast_producer_open`, or
+     * `_open_or_create` finding one), 0 if it created it.
+     */
+    uint32_t took_over;
 } shmcast_producer_info;
 
 /**
@@ -445,6 +553,127 @@ typedef struct shmcast_producer_stats {
     uint64_t evictions;
 } shmcast_producer_stats;
 
+/**
+ * What a segment looks like at one moment (`shmcast_inspect*`, `shmcast_producer_snapshot`).
+ * Read from shared memory that peers write concurrently: a set of loads, not an atomic
+ * picture. Values a peer could have corrupted are reported as found.
+ */
+typedef struct shmcast_segment_info {
+    /**
+     * Ring capacity in bytes.
+     */
+    uint64_t capacity;
+    /**
+     * Largest message in bytes.
+     */
+    uint64_t max_message;
+    /**
+     * Size of the whole segment in bytes.
+     */
+    uint64_t segment_size;
+    /**
+     * End of the committed stream (a stream position in bytes).
+     */
+    uint64_t tail;
+    /**
+     * Sequence number of the next message the producer will send.
+     */
+    uint64_t next_seq;
+    /**
+     * Upper bound of every position the producer may have written.
+     */
+    uint64_t claim;
+    /**
+     * Size of the consumer slot table: no more consumers can attach, and no more
+     * `shmcast_slot_info` entries can be reported, than this.
+     */
+    uint32_t max_consumers;
+    /**
+     * `SHMCAST_PRODUCER_STATE_LIVE`, `_CLOSED`, `_DIED`, `_NONE` (or `_UNKNOWN`).
+     */
+    uint32_t producer_state;
+    /**
+     * Process id of the last producer that attached (informational: liveness is
+     * `producer_state`, from a lock probe).
+     */
+    uint32_t producer_pid;
+    /**
+     * How many producers have attached (creation and takeovers).
+     */
+    uint32_t epoch;
+    /**
+     * 1 if the producer evicts live consumers that gate it too long (`evict_after_ns`).
+     */
+    uint32_t evicting;
+    /**
+     * 1 if `owner_uid` is known (a mapped segment), else 0.
+     */
+    uint32_t has_owner_uid;
+    /**
+     * The owner's user id (consumers need read and write access).
+     */
+    uint32_t owner_uid;
+    /**
+     * 1 if `mode` is known (a named or path-backed segment), else 0.
+     */
+    uint32_t has_mode;
+    /**
+     * The segment's permission bits.
+     */
+    uint32_t mode;
+} shmcast_segment_info;
+
+/**
+ * One consumer slot in use (`shmcast_inspect*`).
+ */
+typedef struct shmcast_slot_info {
+    /**
+     * The position the consumer has released up to (lossless consumers publish it every
+     * eighth of the ring and whenever they run dry; lossy ones as often, for monitoring).
+     */
+    uint64_t cursor;
+    /**
+     * Bytes between `cursor` and the producer's tail.
+     */
+    uint64_t lag_bytes;
+    /**
+     * Messages between `cursor` and the tail, if `has_lag_messages` (the record at `cursor`
+     * is still in the ring; a lapped lossy consumer's is not).
+     */
+    uint64_t lag_messages;
+    /**
+     * 1 if `lag_messages` is known, else 0.
+     */
+    uint32_t has_lag_messages;
+    /**
+     * Slot index.
+     */
+    uint32_t index;
+    /**
+     * `SHMCAST_SLOT_LOSSLESS`, `_LOSSLESS_COPYING`, `_LOSSY`, `_EVICTED` or `_UNKNOWN`.
+     */
+    uint32_t kind;
+    /**
+     * With `SHMCAST_SLOT_UNKNOWN`: the value found in the slot table (0 for a kind this
+     * version of the bindings does not know). Otherwise 0.
+     */
+    uint32_t raw_kind;
+    /**
+     * Process id of the slot's owner (informational).
+     */
+    uint32_t pid;
+    /**
+     * 1 if a live process holds the slot's liveness lock; 0 if its owner died (the
+     * producer reclaims the slot when it needs the space).
+     */
+    uint32_t alive;
+    /**
+     * 1 if this is the consumer that holds the producer back: lossless, the slowest, and so
+     * far behind that the largest message no longer fits ahead of the tail.
+     */
+    uint32_t gating;
+} shmcast_slot_info;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -453,21 +682,6 @@ extern "C" {
  * The default wait policy: spin 4096 times, yield 8 times, then sleep on a futex.
  */
 struct shmcast_wait_policy shmcast_wait_policy_default(void);
-
-/**
- * Remove the named segment (`/dev/shm/<name>`) whose producer is gone, e.g. one left
- * behind by a producer that crashed. Processes that have it open keep using it; new ones
- * cannot open it. A segment with a live producer is refused (a new producer could then
- * split the stream).
- *
- * Returns `SHMCAST_NOT_FOUND` if there is no such segment, `SHMCAST_PRODUCER_ALIVE`,
- * `SHMCAST_BAD_SEGMENT` (not a valid segment: nothing was removed),
- * `SHMCAST_INVALID_NAME`, `SHMCAST_IO`, `SHMCAST_NULL_POINTER`.
- *
- * # Safety
- * `name` is NULL or a NUL-terminated string.
- */
-shmcast_status shmcast_remove(const char *name);
 
 /**
  * The version of this library, e.g. `"0.1.0"`. Static storage.
@@ -650,6 +864,16 @@ shmcast_status shmcast_consumer_get_stats(struct shmcast_consumer *c,
                                           struct shmcast_consumer_stats *out);
 
 /**
+ * How far the consumer is behind the producer: `*out` (bytes, and messages if known).
+ * Lossy consumers: any time. Lossless ones: `SHMCAST_WRONG_STATE` while they hold a
+ * message (release it first), as for `shmcast_consumer_get_stats`.
+ *
+ * # Safety
+ * `c` is a consumer handle; `out` is NULL or writable.
+ */
+shmcast_status shmcast_consumer_lag(struct shmcast_consumer *c, struct shmcast_lag *out);
+
+/**
  * The message of the last call on the calling thread that did not return `SHMCAST_OK`:
  * the core library's description of what went wrong and what to do, e.g.
  * `invalid segment name "a/b": the name may only contain ASCII letters, digits, '.', '_'
@@ -668,7 +892,8 @@ const char *shmcast_last_error(void);
 const char *shmcast_status_str(int32_t status);
 
 /**
- * The defaults of every producer option.
+ * The defaults of every producer option: geometry unset (0; see
+ * `shmcast_producer_options`), the default wait policy, `remove_on_close` 1, no eviction.
  */
 struct shmcast_producer_options shmcast_producer_options_default(void);
 
@@ -724,11 +949,14 @@ shmcast_status shmcast_producer_create_in_process(const struct shmcast_producer_
 
 /**
  * Take over the named segment whose producer died (or closed with `remove_on_close` 0):
- * the stream continues where its committed data ends. Of `opts` (NULL: defaults) only
- * `wait`, `remove_on_close` and `evict_after_ns` apply.
+ * the stream continues where its committed data ends, without a gap or a duplicate.
+ * Geometry options left 0 in `opts` (as in the defaults; NULL: defaults) accept the
+ * segment's; a nonzero one must match it. `wait`, `remove_on_close` and `evict_after_ns`
+ * apply to the new producer.
  *
- * Errors: `SHMCAST_PRODUCER_ALIVE` if its producer is alive, `SHMCAST_NOT_FOUND`,
- * `SHMCAST_BAD_SEGMENT`, `SHMCAST_INVALID_NAME`, `SHMCAST_IO`, ...
+ * Errors: `SHMCAST_PRODUCER_ALIVE` if its producer is alive, `SHMCAST_OPTION_MISMATCH`,
+ * `SHMCAST_NOT_FOUND`, `SHMCAST_BAD_SEGMENT`, `SHMCAST_FOREIGN_OWNER`,
+ * `SHMCAST_INVALID_NAME`, `SHMCAST_IO`, `SHMCAST_INVALID_ARGUMENT`, `SHMCAST_NULL_POINTER`.
  *
  * # Safety
  * As `shmcast_producer_create`.
@@ -736,6 +964,37 @@ shmcast_status shmcast_producer_create_in_process(const struct shmcast_producer_
 shmcast_status shmcast_producer_open(const char *name,
                                      const struct shmcast_producer_options *opts,
                                      struct shmcast_producer **out);
+
+/**
+ * The restart-safe way to start a producer: create the named segment if it does not
+ * exist, or take it over if its producer is gone (died, or closed with `remove_on_close`
+ * 0), continuing the stream where its committed data ends. Never a second producer: if the
+ * segment's producer lives, `SHMCAST_PRODUCER_ALIVE`. A segment another process is still
+ * creating is waited for (up to two seconds).
+ *
+ * Geometry options left 0 in `opts` (as in the defaults; NULL: defaults) mean "unset": a
+ * new segment gets the default (1 MiB capacity, the largest message it allows, 16
+ * consumer slots, mode 0600), an existing one is taken over with its own. A nonzero option
+ * is used to create, and must match an existing segment (`SHMCAST_OPTION_MISMATCH`, which
+ * names the option and both values). Set `remove_on_close` to 0 to keep the segment (and
+ * its consumers) across restarts.
+ *
+ * On success `*out` is the new handle and, unless `created` is NULL, `*created` is 1 if
+ * the segment was created, 0 if it was taken over (also `shmcast_producer_info.took_over`).
+ * On failure `*out` is NULL and `*created` 0.
+ *
+ * Errors: `SHMCAST_PRODUCER_ALIVE`, `SHMCAST_OPTION_MISMATCH`, `SHMCAST_INVALID_CONFIG`
+ * (it had to create the segment and the options are invalid), `SHMCAST_BAD_SEGMENT`,
+ * `SHMCAST_FOREIGN_OWNER`, `SHMCAST_INVALID_NAME`, `SHMCAST_IO`,
+ * `SHMCAST_INVALID_ARGUMENT`, `SHMCAST_NULL_POINTER` (`name` or `out`).
+ *
+ * # Safety
+ * As `shmcast_producer_create`; `created` is NULL or writable.
+ */
+shmcast_status shmcast_producer_open_or_create(const char *name,
+                                               const struct shmcast_producer_options *opts,
+                                               struct shmcast_producer **out,
+                                               int32_t *created);
 
 /**
  * Close the stream and free the handle: consumers drain what was published, then get
@@ -852,6 +1111,159 @@ shmcast_status shmcast_producer_get_info(struct shmcast_producer *p,
  */
 shmcast_status shmcast_producer_get_stats(struct shmcast_producer *p,
                                           struct shmcast_producer_stats *out);
+
+/**
+ * The sequence number the next message will carry (after a takeover, the stream goes on
+ * from the previous producer's). `SHMCAST_WRONG_STATE` while a reservation is outstanding.
+ *
+ * # Safety
+ * `p` is a producer handle; `out` is NULL or writable.
+ */
+shmcast_status shmcast_producer_next_seq(struct shmcast_producer *p, uint64_t *out);
+
+/**
+ * How many consumers (lossless and lossy) are attached and alive now: `*out`.
+ * `SHMCAST_WRONG_STATE` while a reservation is outstanding.
+ *
+ * # Safety
+ * `p` is a producer handle; `out` is NULL or writable.
+ */
+shmcast_status shmcast_producer_consumers(struct shmcast_producer *p, size_t *out);
+
+/**
+ * Wait until at least `n` consumers are attached and alive (start-up: a producer that
+ * should not publish into the void), at most `timeout_ns` nanoseconds (`UINT64_MAX`: in
+ * effect forever). It polls, sleeping between checks (0.5 to 20 ms); signals do not
+ * interrupt it. Unless `attached` is NULL, `*attached` is how many are attached (at the
+ * deadline, on `SHMCAST_TIMEOUT`).
+ *
+ * Errors: `SHMCAST_TIMEOUT`, `SHMCAST_WRONG_STATE` (a reservation is outstanding).
+ *
+ * # Safety
+ * `p` is a producer handle; `attached` is NULL or writable.
+ */
+shmcast_status shmcast_producer_wait_for_consumers(struct shmcast_producer *p,
+                                                   size_t n,
+                                                   uint64_t timeout_ns,
+                                                   size_t *attached);
+
+/**
+ * A snapshot of the producer's own segment, as `shmcast_inspect` gives, for any backing
+ * (anonymous and in-process rings included). `producer_state` is
+ * `SHMCAST_PRODUCER_STATE_LIVE`: this handle is the live producer. `SHMCAST_WRONG_STATE`
+ * while a reservation is outstanding.
+ *
+ * # Safety
+ * `p` is a producer handle; otherwise as `shmcast_inspect`.
+ */
+shmcast_status shmcast_producer_snapshot(struct shmcast_producer *p,
+                                         struct shmcast_segment_info *info,
+                                         struct shmcast_slot_info *slots,
+                                         size_t cap,
+                                         size_t *count);
+
+/**
+ * Take a read-only snapshot of the named segment (`/dev/shm/<name>`) without attaching to
+ * it: geometry, the producer's state and position, and every consumer slot in use with its
+ * position, lag and liveness. Nothing in the segment is written and no process is slowed
+ * down.
+ *
+ * `*info` gets the segment's description; the slots in use are written to `slots[0..]`,
+ * at most `cap` of them, in slot order, and `*count` is how many are in use. If that is
+ * more than `cap`, the call returns `SHMCAST_BUFFER_TOO_SMALL` with `*info`, `*count` and
+ * the first `cap` slots written: an array of `info->max_consumers` entries always
+ * suffices (e.g. call once with `slots` NULL and `cap` 0, then with such an array).
+ *
+ * Errors: `SHMCAST_NOT_FOUND`, `SHMCAST_INVALID_NAME`, `SHMCAST_BAD_SEGMENT` (not a
+ * shmcast segment, or still being created), `SHMCAST_IO`, `SHMCAST_BUFFER_TOO_SMALL`,
+ * `SHMCAST_NULL_POINTER` (`info` or `count` NULL, or `slots` NULL with `cap` > 0),
+ * `SHMCAST_INVALID_ARGUMENT`. On other failures `*info` and `*count` are zeroed.
+ *
+ * # Safety
+ * `name` is NULL or a NUL-terminated string; `info` and `count` are NULL or writable;
+ * `slots` is NULL or valid for writes of `cap` entries.
+ */
+shmcast_status shmcast_inspect(const char *name,
+                               struct shmcast_segment_info *info,
+                               struct shmcast_slot_info *slots,
+                               size_t cap,
+                               size_t *count);
+
+/**
+ * As `shmcast_inspect`, for the segment in the file at `path` (tmpfs, hugetlbfs).
+ *
+ * # Safety
+ * As `shmcast_inspect`, with `path` for `name`.
+ */
+shmcast_status shmcast_inspect_path(const char *path,
+                                    struct shmcast_segment_info *info,
+                                    struct shmcast_slot_info *slots,
+                                    size_t cap,
+                                    size_t *count);
+
+/**
+ * As `shmcast_inspect`, for the segment behind descriptor `fd` (an anonymous segment, for
+ * instance). The descriptor is duplicated, not taken: the caller still owns it.
+ *
+ * # Safety
+ * As `shmcast_inspect`; `fd` is an open descriptor (or negative, which is refused with
+ * `SHMCAST_INVALID_ARGUMENT`).
+ */
+shmcast_status shmcast_inspect_fd(int32_t fd,
+                                  struct shmcast_segment_info *info,
+                                  struct shmcast_slot_info *slots,
+                                  size_t cap,
+                                  size_t *count);
+
+/**
+ * A fixed name for a `producer_state` value: `"none"`, `"live"`, `"closed"`, `"died"`, or
+ * `"unknown"` (any other value). Static storage: never freed, never NULL.
+ */
+const char *shmcast_producer_state_str(uint32_t state);
+
+/**
+ * A fixed name for a slot `kind` value: `"lossless"`, `"lossless-copying"`, `"lossy"`,
+ * `"evicted"`, or `"unknown"` (any other value). Static storage: never freed, never NULL.
+ */
+const char *shmcast_slot_kind_str(uint32_t kind);
+
+/**
+ * Remove the named segment (`/dev/shm/<name>`) whose producer is gone (it died, or closed
+ * with `remove_on_close` 0). Processes that have it mapped keep using it; new ones cannot
+ * open it. A segment with a live producer is refused: a new producer could then create the
+ * name again and split the stream. Prefer `shmcast_producer_open_or_create`, which takes a
+ * dead producer's segment over and needs no removal at all.
+ *
+ * Errors: `SHMCAST_PRODUCER_ALIVE`, `SHMCAST_BAD_SEGMENT` (not a valid segment, or still
+ * being created: nothing was removed; `shmcast_force_remove` removes leftovers),
+ * `SHMCAST_NOT_FOUND`, `SHMCAST_INVALID_NAME`, `SHMCAST_IO`, `SHMCAST_NULL_POINTER`.
+ *
+ * # Safety
+ * `name` is NULL or a NUL-terminated string.
+ */
+shmcast_status shmcast_remove(const char *name);
+
+/**
+ * As `shmcast_remove`, for a segment in the file at `path`: the same checks.
+ *
+ * # Safety
+ * `path` is NULL or a NUL-terminated string.
+ */
+shmcast_status shmcast_remove_path(const char *path);
+
+/**
+ * Remove the named object (`/dev/shm/<name>`) whatever it holds, without checking for a
+ * live producer or even for a shmcast segment: for leftovers `shmcast_remove` refuses
+ * (`SHMCAST_BAD_SEGMENT`: a corrupt or half-created segment), or when you know better. A
+ * live producer keeps writing into the unlinked segment, unseen by new consumers.
+ *
+ * Errors: `SHMCAST_NOT_FOUND`, `SHMCAST_INVALID_NAME`, `SHMCAST_IO`,
+ * `SHMCAST_NULL_POINTER`.
+ *
+ * # Safety
+ * `name` is NULL or a NUL-terminated string.
+ */
+shmcast_status shmcast_force_remove(const char *name);
 
 #ifdef __cplusplus
 }  // extern "C"

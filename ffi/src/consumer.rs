@@ -89,6 +89,19 @@ pub struct shmcast_consumer_stats {
     pub sleeps: u64,
 }
 
+/// How far a consumer is behind the producer (`shmcast_consumer_lag`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct shmcast_lag {
+    /// Bytes of the ring between the consumer's position and the producer's tail.
+    pub bytes: u64,
+    /// Messages between them, if `has_messages`.
+    pub messages: u64,
+    /// 1 if `messages` is known: the record at the consumer's position is still in the ring
+    /// (a lossy consumer that was lapped gets 0, and learns the loss on its next receive).
+    pub has_messages: u32,
+}
+
 // ---------------------------------------------------------------------------------------
 // The handle behind the opaque pointer.
 
@@ -325,6 +338,18 @@ impl State {
         }
         self.discard();
         Ok(())
+    }
+
+    fn lag(&mut self) -> Result<shmcast_lag, Failure> {
+        let lag = match self {
+            State::Lossless(l) => l.idle()?.lag(),
+            State::Lossy(l) => l.consumer.lag(),
+        };
+        Ok(shmcast_lag {
+            bytes: lag.bytes,
+            messages: lag.messages.unwrap_or(0),
+            has_messages: u32::from(lag.messages.is_some()),
+        })
     }
 
     fn stats(&mut self) -> Result<shmcast_consumer_stats, Failure> {
@@ -782,6 +807,27 @@ pub unsafe extern "C" fn shmcast_consumer_get_stats(
             }
             let st = s.stats()?;
             write_out(out, "out", st)
+        })
+    }
+}
+
+/// How far the consumer is behind the producer: `*out` (bytes, and messages if known).
+/// Lossy consumers: any time. Lossless ones: `SHMCAST_WRONG_STATE` while they hold a
+/// message (release it first), as for `shmcast_consumer_get_stats`.
+///
+/// # Safety
+/// `c` is a consumer handle; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmcast_consumer_lag(
+    c: *mut shmcast_consumer,
+    out: *mut shmcast_lag,
+) -> shmcast_status {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        with(c, |s| {
+            write_out(out, "out", shmcast_lag::default())?;
+            let lag = s.lag()?;
+            write_out(out, "out", lag)
         })
     }
 }

@@ -1,8 +1,8 @@
 //! Status codes, the thread-local last error, and the guard every entry point runs in.
 
 use shmcast::{
-    CreateError, OpenError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
-    TrySendError,
+    CreateError, OpenError, RecvError, RecvTimeoutError, RemoveError, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
 };
 use std::any::Any;
 use std::cell::RefCell;
@@ -67,7 +67,8 @@ pub enum shmcast_status {
     SHMCAST_BAD_SEGMENT = 28,
     /// Every consumer slot of the segment is taken by a live consumer.
     SHMCAST_NO_FREE_SLOT = 29,
-    /// `shmcast_producer_open`: the segment's producer is still alive.
+    /// `shmcast_producer_open`, `_open_or_create`, `shmcast_remove`: the segment's producer
+    /// is still alive.
     SHMCAST_PRODUCER_ALIVE = 30,
     /// The producer kept lapping the start position while the consumer attached; retry.
     SHMCAST_ATTACH_RACE = 31,
@@ -84,6 +85,10 @@ pub enum shmcast_status {
     /// The handle was inherited by a process forked from its owner: it belongs to the
     /// parent; open a new handle in this process.
     SHMCAST_FORKED = 37,
+    /// Taking a segment over (`shmcast_producer_open`, `_open_or_create`): a geometry option
+    /// set in `shmcast_producer_options` (nonzero) differs from what the segment was created
+    /// with. Set it to 0 to accept the segment's, or remove the segment to create it anew.
+    SHMCAST_OPTION_MISMATCH = 38,
     /// An error this version of the bindings does not classify; see `shmcast_last_error()`.
     SHMCAST_OTHER = 35,
 }
@@ -125,6 +130,9 @@ pub(crate) fn describe(status: shmcast_status) -> &'static CStr {
         SHMCAST_OTHER => c"unclassified error",
         SHMCAST_EXHAUSTED => c"the stream reached the largest position a segment supports",
         SHMCAST_FORKED => c"the handle belongs to the process this one was forked from",
+        SHMCAST_OPTION_MISMATCH => {
+            c"an option set for the takeover differs from what the segment was created with"
+        }
     }
 }
 
@@ -152,6 +160,11 @@ impl Failure {
             status,
             detail: Detail::Owned(message.into()),
         }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn status(&self) -> shmcast_status {
+        self.status
     }
 
     /// A failure whose message is a fixed text.
@@ -283,7 +296,7 @@ pub extern "C" fn shmcast_status_str(status: i32) -> *const c_char {
 }
 
 fn status_from_i32(code: i32) -> Option<shmcast_status> {
-    const ALL: [shmcast_status; 27] = [
+    const ALL: [shmcast_status; 30] = [
         SHMCAST_OK,
         SHMCAST_EMPTY,
         SHMCAST_FULL,
@@ -311,6 +324,9 @@ fn status_from_i32(code: i32) -> Option<shmcast_status> {
         SHMCAST_IO,
         SHMCAST_PANIC,
         SHMCAST_OTHER,
+        SHMCAST_EXHAUSTED,
+        SHMCAST_FORKED,
+        SHMCAST_OPTION_MISMATCH,
     ];
     ALL.into_iter().find(|s| *s as i32 == code)
 }
@@ -342,10 +358,42 @@ impl From<OpenError> for Failure {
             OpenError::NoFreeSlot { .. } => SHMCAST_NO_FREE_SLOT,
             OpenError::ProducerAlive => SHMCAST_PRODUCER_ALIVE,
             OpenError::AttachRace => SHMCAST_ATTACH_RACE,
+            OpenError::OptionMismatch { .. } => SHMCAST_OPTION_MISMATCH,
+            OpenError::InvalidConfig(_) => SHMCAST_INVALID_CONFIG,
             OpenError::Io { .. } => SHMCAST_IO,
             _ => SHMCAST_OTHER,
         };
         Failure::new(status, e.to_string())
+    }
+}
+
+impl From<RemoveError> for Failure {
+    fn from(e: RemoveError) -> Failure {
+        let status = match &e {
+            RemoveError::InvalidName { .. } => SHMCAST_INVALID_NAME,
+            RemoveError::NotFound(_) => SHMCAST_NOT_FOUND,
+            RemoveError::ProducerAlive { .. } => SHMCAST_PRODUCER_ALIVE,
+            RemoveError::Segment { .. } => SHMCAST_BAD_SEGMENT,
+            RemoveError::Io { .. } => SHMCAST_IO,
+            _ => SHMCAST_OTHER,
+        };
+        Failure::new(status, e.to_string())
+    }
+}
+
+/// `shmcast::force_remove`'s error for segment `name`: the core checks the name first
+/// (`InvalidInput`, with the reason), then the OS answers.
+pub(crate) fn force_remove_failure(name: &str, e: std::io::Error) -> Failure {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => Failure::new(
+            SHMCAST_NOT_FOUND,
+            format!("segment '{name}' does not exist"),
+        ),
+        std::io::ErrorKind::InvalidInput => Failure::new(
+            SHMCAST_INVALID_NAME,
+            format!("invalid segment name {name:?}: {e}"),
+        ),
+        _ => Failure::new(SHMCAST_IO, format!("remove segment '{name}': {e}")),
     }
 }
 
@@ -480,6 +528,28 @@ mod tests {
         }
         assert_eq!(status_from_i32(35), Some(SHMCAST_OTHER));
         assert_eq!(status_from_i32(11), None);
+    }
+
+    /// Every code the enum declares (read from this file, as cbindgen does) is known to
+    /// `shmcast_status_str` and has its own description.
+    #[test]
+    fn every_declared_status_has_a_description() {
+        let declared: Vec<i32> = include_str!("error.rs")
+            .lines()
+            .map(str::trim)
+            .filter_map(|l| l.strip_prefix("SHMCAST_"))
+            .filter_map(|l| l.split_once(" = "))
+            .filter_map(|(_, v)| v.trim_end_matches(',').parse().ok())
+            .collect();
+        assert!(declared.len() >= 30, "{declared:?}");
+        let mut texts = std::collections::HashSet::new();
+        for code in declared {
+            let s = status_from_i32(code).unwrap_or_else(|| panic!("status {code} unknown"));
+            assert!(
+                texts.insert(describe(s)),
+                "status {code}: description not unique"
+            );
+        }
     }
 
     #[test]

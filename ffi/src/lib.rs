@@ -24,15 +24,17 @@
 //!   point that does work runs under `catch_unwind` (`error::guard`); a caught panic
 //!   returns `SHMCAST_PANIC` and poisons the handle it happened on. The few that only return
 //!   constant data (`*_options_default`, `shmcast_wait_policy_default`,
-//!   `shmcast_status_str`, `shmcast_version`) contain no panicking operation.
+//!   `shmcast_status_str`, `shmcast_producer_state_str`, `shmcast_slot_kind_str`,
+//!   `shmcast_version`) contain no panicking operation.
 //! - **Pointers.** Every pointer argument is checked for NULL (`SHMCAST_NULL_POINTER`); a
-//!   data pointer may be NULL when its length is 0. Handles carry a tag checked on every call
+//!   data pointer may be NULL when its length is 0, and a few optional outputs (documented
+//!   as such) may be NULL. Handles carry a tag checked on every call
 //!   (`SHMCAST_INVALID_HANDLE`): a best-effort guard against passing a consumer as a
 //!   producer, not a defence against dangling pointers.
-//! - **Ownership.** `*_create`/`*_open` give the caller a handle; the matching `*_close`
-//!   takes it back and frees it (closing NULL does nothing). A received message view
-//!   ([`shmcast_message`]) points into the shared ring, or into the consumer's own copy for a
-//!   lossy consumer, and stays valid until `shmcast_consumer_release` or
+//! - **Ownership.** `*_create`/`*_open`/`_open_or_create` give the caller a handle; the
+//!   matching `*_close` takes it back and frees it (closing NULL does nothing). A received
+//!   message view ([`shmcast_message`]) points into the shared ring, or into the consumer's
+//!   own copy for a lossy consumer, and stays valid until `shmcast_consumer_release` or
 //!   `shmcast_consumer_close` on that consumer; a reservation's bytes until
 //!   `shmcast_producer_commit`/`_abort`/`_close`.
 //! - **Threads.** A handle may move between threads but must not be used by two threads at
@@ -45,10 +47,12 @@
 mod consumer;
 mod error;
 mod producer;
+mod segment;
 
 pub use consumer::*;
 pub use error::{shmcast_last_error, shmcast_status, shmcast_status_str};
 pub use producer::*;
+pub use segment::*;
 
 use error::Failure;
 use shmcast::{StartAt, WaitPolicy};
@@ -141,35 +145,6 @@ fn start_at(start: u32) -> Result<StartAt, Failure> {
             format!("start {other} is not SHMCAST_START_NEXT (0) or SHMCAST_START_OLDEST (1)"),
         )),
     }
-}
-
-/// Remove the named segment (`/dev/shm/<name>`) whose producer is gone, e.g. one left
-/// behind by a producer that crashed. Processes that have it open keep using it; new ones
-/// cannot open it. A segment with a live producer is refused (a new producer could then
-/// split the stream).
-///
-/// Returns `SHMCAST_NOT_FOUND` if there is no such segment, `SHMCAST_PRODUCER_ALIVE`,
-/// `SHMCAST_BAD_SEGMENT` (not a valid segment: nothing was removed),
-/// `SHMCAST_INVALID_NAME`, `SHMCAST_IO`, `SHMCAST_NULL_POINTER`.
-///
-/// # Safety
-/// `name` is NULL or a NUL-terminated string.
-#[no_mangle]
-pub unsafe extern "C" fn shmcast_remove(name: *const c_char) -> shmcast_status {
-    error::guard(|| {
-        // SAFETY: the caller passes NULL or a NUL-terminated string.
-        let name = unsafe { name_arg(name, "name") }?;
-        shmcast::remove(&name).map_err(|e| {
-            let status = match e {
-                shmcast::RemoveError::NotFound(_) => SHMCAST_NOT_FOUND,
-                shmcast::RemoveError::InvalidName { .. } => SHMCAST_INVALID_NAME,
-                shmcast::RemoveError::ProducerAlive { .. } => SHMCAST_PRODUCER_ALIVE,
-                shmcast::RemoveError::Segment { .. } => SHMCAST_BAD_SEGMENT,
-                _ => SHMCAST_IO,
-            };
-            Failure::new(status, e.to_string())
-        })
-    })
 }
 
 /// The version of this library, e.g. `"0.1.0"`. Static storage.

@@ -1,6 +1,8 @@
-//! The producer handle: create, open (takeover), send, reserve/commit/abort, batches.
+//! The producer handle: create, open (takeover), open_or_create, send, reserve/commit/abort,
+//! batches, consumer counts and snapshots.
 
 use crate::error::{guard, guard_handle, Failure};
+use crate::segment::{shmcast_segment_info, shmcast_slot_info, SnapshotOut};
 use crate::shmcast_status::{self, *};
 use crate::{bytes_arg, name_arg, path_arg, shmcast_wait_policy, timeout_arg, write_out};
 use shmcast::{Producer, ProducerBuilder, Reserved};
@@ -10,7 +12,8 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 /// A producer: the single writer of a segment's ring. Opaque; from
-/// `shmcast_producer_create*` or `shmcast_producer_open`, freed by `shmcast_producer_close`.
+/// `shmcast_producer_create*`, `shmcast_producer_open` or `shmcast_producer_open_or_create`,
+/// freed by `shmcast_producer_close`.
 #[derive(Debug)]
 pub struct shmcast_producer {
     _opaque: [u8; 0],
@@ -18,23 +21,34 @@ pub struct shmcast_producer {
 
 /// Options for creating (or taking over) a segment. Start from
 /// `shmcast_producer_options_default()`; passing NULL instead means the defaults.
+///
+/// The geometry options (`capacity`, `max_message`, `max_consumers`, `mode`) are *unset*
+/// when 0, as in the defaults. Creating a segment, an unset option takes its default value.
+/// Taking a segment over (`shmcast_producer_open`, or `_open_or_create` finding one), an
+/// unset option accepts the segment's value, and a set one must equal it
+/// (`SHMCAST_OPTION_MISMATCH` otherwise: a segment's geometry cannot change). The other
+/// options apply to the new producer either way.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct shmcast_producer_options {
-    /// Ring capacity in bytes: a power of two from 256 bytes to 1 TiB. Default 1 MiB.
-    /// Ignored by `shmcast_producer_open` (the segment has one).
+    /// Ring capacity in bytes: a power of two from 256 bytes to 1 TiB. 0 (the default):
+    /// unset, 1 MiB for a new segment.
     pub capacity: u64,
-    /// Largest message in bytes; 0 (the default) means the largest the capacity allows
-    /// (a quarter of it minus a 24-byte record header). Ignored by `shmcast_producer_open`.
+    /// Largest message in bytes. 0 (the default): unset, the largest the capacity allows for
+    /// a new segment (a quarter of it minus a 24-byte record header).
     pub max_message: u64,
-    /// Size of the consumer slot table, 1 to 4096. Default 16. Ignored by `_open`.
+    /// Size of the consumer slot table, 1 to 4096. 0 (the default): unset, 16 for a new
+    /// segment.
     pub max_consumers: u32,
-    /// Permission bits of a named or path-backed segment. Default 0600.
+    /// Permission bits of a named or path-backed segment (at most 0777). 0 (the default):
+    /// unset, 0600 for a new segment. Consumers need read and write access: to share with
+    /// another user, 0660 and a common group.
     pub mode: u32,
     /// How `send`/`reserve` wait while the ring is full.
     pub wait: shmcast_wait_policy,
     /// Nonzero (the default): closing the producer removes the segment's name or file.
-    /// Zero: leave it, so a new producer can take it over (`shmcast_producer_open`).
+    /// Zero: leave it, so a new producer can take it over (`shmcast_producer_open_or_create`,
+    /// the restart-safe way to start a producer).
     pub remove_on_close: u32,
     /// Nonzero: evict a *live* lossless consumer that has kept the producer waiting for
     /// space longer than this many nanoseconds (dead consumers are always reclaimed).
@@ -42,14 +56,15 @@ pub struct shmcast_producer_options {
     pub evict_after_ns: u64,
 }
 
-/// The defaults of every producer option.
+/// The defaults of every producer option: geometry unset (0; see
+/// `shmcast_producer_options`), the default wait policy, `remove_on_close` 1, no eviction.
 #[no_mangle]
 pub extern "C" fn shmcast_producer_options_default() -> shmcast_producer_options {
     shmcast_producer_options {
-        capacity: 1 << 20,
+        capacity: 0,
         max_message: 0,
-        max_consumers: 16,
-        mode: 0o600,
+        max_consumers: 0,
+        mode: 0,
         wait: crate::shmcast_wait_policy_default(),
         remove_on_close: 1,
         evict_after_ns: 0,
@@ -68,6 +83,9 @@ pub struct shmcast_producer_info {
     /// consumer processes (inheritance or `SCM_RIGHTS`) for `shmcast_consumer_open_fd`.
     /// -1 for an in-process ring.
     pub fd: i32,
+    /// 1 if this producer took an existing segment over (`shmcast_producer_open`, or
+    /// `_open_or_create` finding one), 0 if it created it.
+    pub took_over: u32,
 }
 
 /// The producer handle's own counters.
@@ -128,6 +146,7 @@ impl State {
             capacity: producer.capacity() as u64,
             max_message: producer.max_message() as u64,
             fd: producer.fd().map_or(-1, |fd| fd.as_raw_fd()),
+            took_over: u32::from(producer.took_over()),
         };
         State {
             producer: NonNull::from(Box::leak(Box::new(producer))),
@@ -241,55 +260,50 @@ unsafe fn with(
     )
 }
 
-/// Apply C options to a core builder.
+/// Apply C options to a core builder: a geometry option is set only if nonzero (see
+/// [`shmcast_producer_options`]).
 ///
-/// The options of a takeover (`shmcast_producer_open`): the geometry fields are ignored,
-/// as documented (the segment has one), so the core checks nothing against it.
-///
-/// # Safety
-/// `opts` is NULL or points to a `shmcast_producer_options`.
-unsafe fn takeover_builder(
-    opts: *const shmcast_producer_options,
-) -> Result<ProducerBuilder, Failure> {
-    let b = Producer::builder();
-    if opts.is_null() {
-        return Ok(b);
-    }
-    // SAFETY: non-NULL, points to options per the caller's contract; every field is an
-    // integer, so any bit pattern is a valid value.
-    let o = unsafe { opts.read() };
-    let mut b = b
-        .wait_policy(o.wait.to_core()?)
-        .remove_on_drop(o.remove_on_close != 0);
-    if o.evict_after_ns != 0 {
-        b = b.evict_after(Duration::from_nanos(o.evict_after_ns));
-    }
-    Ok(b)
-}
-
 /// # Safety
 /// `opts` is NULL or points to a `shmcast_producer_options`.
 unsafe fn builder(opts: *const shmcast_producer_options) -> Result<ProducerBuilder, Failure> {
-    let b = Producer::builder();
+    let mut b = Producer::builder();
     if opts.is_null() {
         return Ok(b);
     }
     // SAFETY: non-NULL, points to options per the caller's contract; every field is an
     // integer, so any bit pattern is a valid value.
     let o = unsafe { opts.read() };
-    let capacity = usize::try_from(o.capacity).map_err(|_| {
-        Failure::new(
-            SHMCAST_INVALID_CONFIG,
-            format!("capacity {} does not fit this platform", o.capacity),
-        )
-    })?;
-    let mut b = b.capacity(capacity);
+    let size = |what: &str, v: u64| {
+        usize::try_from(v).map_err(|_| {
+            Failure::new(
+                SHMCAST_INVALID_CONFIG,
+                format!("{what} {v} does not fit this platform"),
+            )
+        })
+    };
+    if o.capacity != 0 {
+        b = b.capacity(size("capacity", o.capacity)?);
+    }
     if o.max_message != 0 {
-        b = b.max_message(usize::try_from(o.max_message).unwrap_or(usize::MAX));
+        b = b.max_message(size("max_message", o.max_message)?);
+    }
+    if o.max_consumers != 0 {
+        b = b.max_consumers(o.max_consumers);
+    }
+    if o.mode & !0o777 != 0 {
+        return Err(Failure::new(
+            SHMCAST_INVALID_ARGUMENT,
+            format!(
+                "mode {:#o} has bits beyond the permission bits 0777 (setuid, setgid, sticky \
+                 or garbage); pass permission bits only, e.g. 0660",
+                o.mode
+            ),
+        ));
+    }
+    if o.mode != 0 {
+        b = b.mode(o.mode);
     }
     b = b
-        .max_consumers(o.max_consumers)
-        .mode(o.mode)
         .wait_policy(o.wait.to_core()?)
         .remove_on_drop(o.remove_on_close != 0);
     if o.evict_after_ns != 0 {
@@ -403,11 +417,14 @@ pub unsafe extern "C" fn shmcast_producer_create_in_process(
 }
 
 /// Take over the named segment whose producer died (or closed with `remove_on_close` 0):
-/// the stream continues where its committed data ends. Of `opts` (NULL: defaults) only
-/// `wait`, `remove_on_close` and `evict_after_ns` apply.
+/// the stream continues where its committed data ends, without a gap or a duplicate.
+/// Geometry options left 0 in `opts` (as in the defaults; NULL: defaults) accept the
+/// segment's; a nonzero one must match it. `wait`, `remove_on_close` and `evict_after_ns`
+/// apply to the new producer.
 ///
-/// Errors: `SHMCAST_PRODUCER_ALIVE` if its producer is alive, `SHMCAST_NOT_FOUND`,
-/// `SHMCAST_BAD_SEGMENT`, `SHMCAST_INVALID_NAME`, `SHMCAST_IO`, ...
+/// Errors: `SHMCAST_PRODUCER_ALIVE` if its producer is alive, `SHMCAST_OPTION_MISMATCH`,
+/// `SHMCAST_NOT_FOUND`, `SHMCAST_BAD_SEGMENT`, `SHMCAST_FOREIGN_OWNER`,
+/// `SHMCAST_INVALID_NAME`, `SHMCAST_IO`, `SHMCAST_INVALID_ARGUMENT`, `SHMCAST_NULL_POINTER`.
 ///
 /// # Safety
 /// As `shmcast_producer_create`.
@@ -422,9 +439,63 @@ pub unsafe extern "C" fn shmcast_producer_open(
         unsafe {
             create(out, || {
                 let name = name_arg(name, "name")?;
-                Ok(takeover_builder(opts)?.open(&name)?)
+                Ok(builder(opts)?.open(&name)?)
             })
         }
+    })
+}
+
+/// The restart-safe way to start a producer: create the named segment if it does not
+/// exist, or take it over if its producer is gone (died, or closed with `remove_on_close`
+/// 0), continuing the stream where its committed data ends. Never a second producer: if the
+/// segment's producer lives, `SHMCAST_PRODUCER_ALIVE`. A segment another process is still
+/// creating is waited for (up to two seconds).
+///
+/// Geometry options left 0 in `opts` (as in the defaults; NULL: defaults) mean "unset": a
+/// new segment gets the default (1 MiB capacity, the largest message it allows, 16
+/// consumer slots, mode 0600), an existing one is taken over with its own. A nonzero option
+/// is used to create, and must match an existing segment (`SHMCAST_OPTION_MISMATCH`, which
+/// names the option and both values). Set `remove_on_close` to 0 to keep the segment (and
+/// its consumers) across restarts.
+///
+/// On success `*out` is the new handle and, unless `created` is NULL, `*created` is 1 if
+/// the segment was created, 0 if it was taken over (also `shmcast_producer_info.took_over`).
+/// On failure `*out` is NULL and `*created` 0.
+///
+/// Errors: `SHMCAST_PRODUCER_ALIVE`, `SHMCAST_OPTION_MISMATCH`, `SHMCAST_INVALID_CONFIG`
+/// (it had to create the segment and the options are invalid), `SHMCAST_BAD_SEGMENT`,
+/// `SHMCAST_FOREIGN_OWNER`, `SHMCAST_INVALID_NAME`, `SHMCAST_IO`,
+/// `SHMCAST_INVALID_ARGUMENT`, `SHMCAST_NULL_POINTER` (`name` or `out`).
+///
+/// # Safety
+/// As `shmcast_producer_create`; `created` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmcast_producer_open_or_create(
+    name: *const c_char,
+    opts: *const shmcast_producer_options,
+    out: *mut *mut shmcast_producer,
+    created: *mut i32,
+) -> shmcast_status {
+    guard(|| {
+        if !created.is_null() {
+            // SAFETY: non-NULL and writable per the caller's contract.
+            unsafe { created.write(0) };
+        }
+        let mut took_over = true;
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            create(out, || {
+                let name = name_arg(name, "name")?;
+                let p = builder(opts)?.open_or_create(&name)?;
+                took_over = p.took_over();
+                Ok(p)
+            })
+        }?;
+        if !created.is_null() {
+            // SAFETY: as above.
+            unsafe { created.write(i32::from(!took_over)) };
+        }
+        Ok(())
     })
 }
 
@@ -724,6 +795,118 @@ pub unsafe extern "C" fn shmcast_producer_get_stats(
     }
 }
 
+/// The sequence number the next message will carry (after a takeover, the stream goes on
+/// from the previous producer's). `SHMCAST_WRONG_STATE` while a reservation is outstanding.
+///
+/// # Safety
+/// `p` is a producer handle; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmcast_producer_next_seq(
+    p: *mut shmcast_producer,
+    out: *mut u64,
+) -> shmcast_status {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        with(p, |s| {
+            if out.is_null() {
+                return Err(Failure::null("out"));
+            }
+            let seq = s.idle()?.next_seq();
+            write_out(out, "out", seq)
+        })
+    }
+}
+
+/// How many consumers (lossless and lossy) are attached and alive now: `*out`.
+/// `SHMCAST_WRONG_STATE` while a reservation is outstanding.
+///
+/// # Safety
+/// `p` is a producer handle; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmcast_producer_consumers(
+    p: *mut shmcast_producer,
+    out: *mut usize,
+) -> shmcast_status {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        with(p, |s| {
+            if out.is_null() {
+                return Err(Failure::null("out"));
+            }
+            let n = s.idle()?.consumers();
+            write_out(out, "out", n)
+        })
+    }
+}
+
+/// Wait until at least `n` consumers are attached and alive (start-up: a producer that
+/// should not publish into the void), at most `timeout_ns` nanoseconds (`UINT64_MAX`: in
+/// effect forever). It polls, sleeping between checks (0.5 to 20 ms); signals do not
+/// interrupt it. Unless `attached` is NULL, `*attached` is how many are attached (at the
+/// deadline, on `SHMCAST_TIMEOUT`).
+///
+/// Errors: `SHMCAST_TIMEOUT`, `SHMCAST_WRONG_STATE` (a reservation is outstanding).
+///
+/// # Safety
+/// `p` is a producer handle; `attached` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn shmcast_producer_wait_for_consumers(
+    p: *mut shmcast_producer,
+    n: usize,
+    timeout_ns: u64,
+    attached: *mut usize,
+) -> shmcast_status {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        with(p, |s| {
+            if !attached.is_null() {
+                attached.write(0);
+            }
+            let (count, result) = match s.idle()?.wait_for_consumers(n, timeout_arg(timeout_ns)) {
+                Ok(count) => (count, Ok(())),
+                Err(e) => (
+                    e.attached,
+                    Err(Failure::new(SHMCAST_TIMEOUT, e.to_string())),
+                ),
+            };
+            if !attached.is_null() {
+                attached.write(count);
+            }
+            result
+        })
+    }
+}
+
+/// A snapshot of the producer's own segment, as `shmcast_inspect` gives, for any backing
+/// (anonymous and in-process rings included). `producer_state` is
+/// `SHMCAST_PRODUCER_STATE_LIVE`: this handle is the live producer. `SHMCAST_WRONG_STATE`
+/// while a reservation is outstanding.
+///
+/// # Safety
+/// `p` is a producer handle; otherwise as `shmcast_inspect`.
+#[no_mangle]
+pub unsafe extern "C" fn shmcast_producer_snapshot(
+    p: *mut shmcast_producer,
+    info: *mut shmcast_segment_info,
+    slots: *mut shmcast_slot_info,
+    cap: usize,
+    count: *mut usize,
+) -> shmcast_status {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        with(p, |s| {
+            let out = SnapshotOut::new(info, slots, cap, count)?;
+            let mut snapshot = s.idle()?.snapshot();
+            // The core probes the producer lock through the producer's own open file
+            // description, which never sees its own lock: it reports a mapped segment's
+            // producer as `Died` (shmcast 0.1, `Producer::snapshot`). This handle is that
+            // producer, open and usable, so it is live.
+            snapshot.producer.state = shmcast::ProducerState::Live;
+            out.write(&snapshot)
+        })
+    }
+}
+
 /// The producer behind a handle, for `shmcast_consumer_attach`.
 ///
 /// # Safety
@@ -739,29 +922,57 @@ pub(crate) unsafe fn producer_for_attach<'a>(
 mod tests {
     use super::*;
 
+    fn from_c(o: &shmcast_producer_options) -> ProducerBuilder {
+        // SAFETY: a valid options struct.
+        unsafe { builder(o) }.unwrap()
+    }
+
     #[test]
-    fn defaults_match_the_core_defaults() {
+    fn default_options_leave_the_geometry_unset_as_the_core_builder_does() {
         let d = shmcast_producer_options_default();
-        // SAFETY: `d` is a valid options struct.
-        let from_c = unsafe { builder(&d) }.unwrap().create_in_process().unwrap();
+        assert_eq!(
+            format!("{:?}", from_c(&d)),
+            format!("{:?}", Producer::builder())
+        );
+        // SAFETY: NULL means the defaults.
+        let null = unsafe { builder(std::ptr::null()) }.unwrap();
+        assert_eq!(format!("{null:?}"), format!("{:?}", Producer::builder()));
+        let from_c = from_c(&d).create_in_process().unwrap();
         let core = Producer::builder().create_in_process().unwrap();
         assert_eq!(from_c.capacity(), core.capacity());
         assert_eq!(from_c.max_message(), core.max_message());
-        // The C defaults set the geometry the core would choose, explicitly.
+    }
+
+    #[test]
+    fn nonzero_geometry_options_are_set_explicitly() {
+        let o = shmcast_producer_options {
+            capacity: 4096,
+            max_message: 100,
+            max_consumers: 3,
+            mode: 0o640,
+            ..shmcast_producer_options_default()
+        };
         assert_eq!(
-            format!("{:?}", builder_defaults()),
+            format!("{:?}", from_c(&o)),
             format!(
                 "{:?}",
                 Producer::builder()
-                    .capacity(1 << 20)
-                    .max_consumers(16)
-                    .mode(0o600)
+                    .capacity(4096)
+                    .max_message(100)
+                    .max_consumers(3)
+                    .mode(0o640)
             )
         );
     }
 
-    fn builder_defaults() -> ProducerBuilder {
+    #[test]
+    fn a_mode_beyond_the_permission_bits_is_refused() {
+        let o = shmcast_producer_options {
+            mode: 0o4755,
+            ..shmcast_producer_options_default()
+        };
         // SAFETY: a valid options struct.
-        unsafe { builder(&shmcast_producer_options_default()) }.unwrap()
+        let e = unsafe { builder(&o) }.unwrap_err();
+        assert_eq!(e.status(), SHMCAST_INVALID_ARGUMENT);
     }
 }

@@ -21,6 +21,16 @@ package README for the guarantees; in short::
 A lossless consumer's view points into the shared ring and keeps that space from the
 producer until it is released (``view.release()``, or leaving the ``with`` block); the
 consumer receives nothing else meanwhile (``MessageHeld``). ``recv_bytes`` copies.
+
+A producer service that survives restarts (its consumers too)::
+
+    p = shmcast.Producer.open_or_create("ticks", capacity=1 << 20, remove_on_close=False)
+    p.took_over, p.next_seq        # (False, 0) the first time; after a crash (True, n)
+    p.wait_for_consumers(1, timeout=5.0)
+
+    snapshot = shmcast.inspect("ticks")    # from anywhere, without attaching
+    snapshot.producer.state                # ProducerState.LIVE
+    [(c.pid, c.alive, c.lag_messages) for c in snapshot.consumers]
 """
 
 from ._errors import (
@@ -40,20 +50,41 @@ from ._errors import (
     MessageTooLarge,
     NoFreeSlot,
     NotFound,
+    OptionMismatch,
     ProducerAlive,
     ProducerDied,
     ShmcastError,
     ShmcastOSError,
     Timeout,
 )
-from ._native import MAX_NAME_LEN, Consumer, Message, Producer, Reservation, remove
+from ._inspect import Lag, ProducerInfo, ProducerState, SlotInfo, SlotKind, Snapshot
+from ._native import (
+    MAX_NAME_LEN,
+    Consumer,
+    Message,
+    Producer,
+    Reservation,
+    force_remove,
+    inspect,
+    remove,
+    remove_path,
+)
 
 __all__ = [
     "Producer",
     "Reservation",
     "Consumer",
     "Message",
+    "inspect",
+    "Snapshot",
+    "ProducerInfo",
+    "ProducerState",
+    "SlotInfo",
+    "SlotKind",
+    "Lag",
     "remove",
+    "remove_path",
+    "force_remove",
     "MAX_NAME_LEN",
     "ShmcastError",
     "Disconnected",
@@ -73,6 +104,7 @@ __all__ = [
     "BadSegment",
     "NoFreeSlot",
     "ProducerAlive",
+    "OptionMismatch",
     "AttachRace",
     "MessageHeld",
     "ShmcastOSError",

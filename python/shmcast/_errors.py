@@ -13,7 +13,8 @@ class Disconnected(ShmcastError):
 
 class ProducerDied(ShmcastError):
     """The producer died without closing the stream; every committed message was received.
-    A new producer may take the segment over (``Producer.open``)."""
+    A new producer may take the segment over (``Producer.open_or_create``); a consumer that
+    keeps receiving goes on with its messages, without a gap or a duplicate."""
 
 
 class Evicted(ShmcastError):
@@ -35,7 +36,8 @@ class Corrupt(ShmcastError):
 
 
 class Timeout(ShmcastError, TimeoutError):
-    """The deadline passed: nothing was sent or received."""
+    """The deadline passed: nothing was sent or received. From
+    ``Producer.wait_for_consumers``, ``attached`` is how many consumers were attached then."""
 
 
 class MessageTooLarge(ShmcastError, ValueError):
@@ -64,7 +66,7 @@ class ForeignOwner(ShmcastError, PermissionError):
 
 class BadSegment(ShmcastError):
     """The segment failed validation: not a shmcast segment, another layout version,
-    truncated, or a corrupt header."""
+    truncated, or a corrupt header (``force_remove`` removes such leftovers)."""
 
 
 class NoFreeSlot(ShmcastError):
@@ -72,7 +74,22 @@ class NoFreeSlot(ShmcastError):
 
 
 class ProducerAlive(ShmcastError):
-    """``Producer.open``: the segment's producer is still alive."""
+    """``Producer.open``, ``Producer.open_or_create``, ``remove``: the segment's producer is
+    still alive."""
+
+
+class OptionMismatch(ShmcastError, ValueError):
+    """Taking a segment over (``Producer.open``, ``Producer.open_or_create``): a geometry
+    option given (``option``, one of ``"capacity"``, ``"max_message"``, ``"max_consumers"``,
+    ``"mode"``) differs from what the segment was created with: ``requested`` is what was
+    asked for, ``found`` what the segment has. Leave the option out (``None``) to accept
+    the segment's, or remove the segment to create it anew."""
+
+    def __init__(self, message: str, option: str, requested: int, found: int) -> None:
+        super().__init__(message)
+        self.option = option
+        self.requested = requested
+        self.found = found
 
 
 class AttachRace(ShmcastError):
@@ -117,6 +134,7 @@ __all__ = [
     "BadSegment",
     "NoFreeSlot",
     "ProducerAlive",
+    "OptionMismatch",
     "AttachRace",
     "MessageHeld",
     "ShmcastOSError",

@@ -14,9 +14,12 @@
 //! - Every export holds a strong reference to its `Message`/`Reservation`, which holds one
 //!   to its `Consumer`/`Producer`: the mapping outlives every view of it.
 //!
-//! Waiting (`send`, `recv`, `reserve` while full or empty) happens in slices of at most
-//! 50 ms with the GIL released; between slices the signal handlers run, so Ctrl-C raises
-//! `KeyboardInterrupt` in a blocked call.
+//! Waiting (`send`, `recv`, `reserve` while full or empty, `wait_for_consumers`) happens in
+//! slices of at most 50 ms with the GIL released; between slices the signal handlers run,
+//! so Ctrl-C raises `KeyboardInterrupt` in a blocked call.
+//!
+//! Inspection and removal (`inspect`, `remove`, `remove_path`, `force_remove`) are in
+//! [`segment`].
 
 use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyValueError};
 use pyo3::ffi;
@@ -33,6 +36,8 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
+
+mod segment;
 
 /// The longest a blocking call waits with the GIL released before it checks for signals.
 const SLICE: Duration = Duration::from_millis(50);
@@ -86,6 +91,18 @@ fn open_error(py: Python<'_>, e: OpenError) -> PyErr {
         OpenError::NoFreeSlot { .. } => "NoFreeSlot",
         OpenError::ProducerAlive => "ProducerAlive",
         OpenError::AttachRace => "AttachRace",
+        OpenError::InvalidConfig(_) => "InvalidConfig",
+        OpenError::OptionMismatch {
+            option,
+            requested,
+            found,
+        } => {
+            return raise(
+                py,
+                "OptionMismatch",
+                (e.to_string(), *option, *requested, *found),
+            )
+        }
         OpenError::Io { .. } => "ShmcastOSError",
         _ => "ShmcastError",
     };
@@ -445,6 +462,7 @@ struct Producer {
     core: Mutex<ProducerCore>,
     capacity: usize,
     max_message: usize,
+    took_over: bool,
 }
 
 impl Producer {
@@ -452,6 +470,7 @@ impl Producer {
         Producer {
             capacity: p.capacity(),
             max_message: p.max_message(),
+            took_over: p.took_over(),
             core: Mutex::new(ProducerCore {
                 producer: Some(NonNull::from(Box::leak(Box::new(p)))),
                 pending: None,
@@ -465,8 +484,19 @@ impl Producer {
     }
 }
 
+/// The geometry of a segment to create or take over; `None`: unset (a new segment takes
+/// the default, a takeover accepts the segment's).
+#[derive(Clone, Copy, Debug, Default)]
+struct Geometry {
+    capacity: Option<usize>,
+    max_message: Option<usize>,
+    max_consumers: Option<u32>,
+    mode: Option<u32>,
+}
+
 fn builder(
     py: Python<'_>,
+    geometry: Geometry,
     wait: &str,
     remove_on_close: bool,
     evict_after: Option<f64>,
@@ -474,6 +504,28 @@ fn builder(
     let mut b = shmcast::Producer::builder()
         .wait_policy(wait_policy(wait)?)
         .remove_on_drop(remove_on_close);
+    if let Some(c) = geometry.capacity {
+        b = b.capacity(c);
+    }
+    if let Some(m) = geometry.max_message {
+        b = b.max_message(m);
+    }
+    if let Some(n) = geometry.max_consumers {
+        b = b.max_consumers(n);
+    }
+    if let Some(mode) = geometry.mode {
+        if mode & !0o777 != 0 {
+            return Err(error(
+                py,
+                "InvalidConfig",
+                format!(
+                    "mode={mode:#o} has bits beyond the permission bits 0o777 (setuid, setgid, \
+                     sticky); pass permission bits only, e.g. 0o660"
+                ),
+            ));
+        }
+        b = b.mode(mode);
+    }
     if let Some(secs) = evict_after {
         if !(secs.is_finite() && secs > 0.0) {
             return Err(error(
@@ -508,13 +560,13 @@ impl Producer {
         remove_on_close: bool,
         evict_after: Option<f64>,
     ) -> PyResult<Producer> {
-        let mut b = builder(py, wait, remove_on_close, evict_after)?
-            .capacity(capacity)
-            .max_consumers(max_consumers)
-            .mode(mode);
-        if let Some(m) = max_message {
-            b = b.max_message(m);
-        }
+        let geometry = Geometry {
+            capacity: Some(capacity),
+            max_message,
+            max_consumers: Some(max_consumers),
+            mode: Some(mode),
+        };
+        let b = builder(py, geometry, wait, remove_on_close, evict_after)?;
         let p = match (name, path) {
             (Some(name), None) => py.detach(|| b.create(name)),
             (None, Some(path)) => py.detach(|| b.create_path(path)),
@@ -529,17 +581,66 @@ impl Producer {
 
     /// Take over the named segment whose producer died (or closed with
     /// ``remove_on_close=False``): the stream continues where its committed data ends.
+    /// Geometry options left ``None`` accept the segment's; a given one must match it
+    /// (``OptionMismatch``). ``ProducerAlive`` while its producer lives.
     #[staticmethod]
-    #[pyo3(signature = (name, *, wait="adaptive", remove_on_close=true, evict_after=None))]
+    #[pyo3(signature = (name, capacity=None, max_message=None, *, max_consumers=None,
+                        mode=None, wait="adaptive", remove_on_close=true, evict_after=None))]
+    #[allow(clippy::too_many_arguments)]
     fn open(
         py: Python<'_>,
         name: &str,
+        capacity: Option<usize>,
+        max_message: Option<usize>,
+        max_consumers: Option<u32>,
+        mode: Option<u32>,
         wait: &str,
         remove_on_close: bool,
         evict_after: Option<f64>,
     ) -> PyResult<Producer> {
-        let b = builder(py, wait, remove_on_close, evict_after)?;
+        let geometry = Geometry {
+            capacity,
+            max_message,
+            max_consumers,
+            mode,
+        };
+        let b = builder(py, geometry, wait, remove_on_close, evict_after)?;
         py.detach(|| b.open(name))
+            .map(Producer::wrap)
+            .map_err(|e| open_error(py, e))
+    }
+
+    /// The restart-safe way to start a producer: create the named segment if it does not
+    /// exist, or take it over if its producer is gone (died, or closed with
+    /// ``remove_on_close=False``), continuing its stream; ``took_over`` says which.
+    /// ``ProducerAlive`` if its producer lives: never a second producer. Geometry options
+    /// left ``None`` take the default for a new segment and accept an existing segment's; a
+    /// given one must match an existing segment (``OptionMismatch``). A segment another
+    /// process is still creating is waited for (up to two seconds). Pass
+    /// ``remove_on_close=False`` to keep the segment, and its consumers, across restarts.
+    #[staticmethod]
+    #[pyo3(signature = (name, capacity=None, max_message=None, *, max_consumers=None,
+                        mode=None, wait="adaptive", remove_on_close=true, evict_after=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn open_or_create(
+        py: Python<'_>,
+        name: &str,
+        capacity: Option<usize>,
+        max_message: Option<usize>,
+        max_consumers: Option<u32>,
+        mode: Option<u32>,
+        wait: &str,
+        remove_on_close: bool,
+        evict_after: Option<f64>,
+    ) -> PyResult<Producer> {
+        let geometry = Geometry {
+            capacity,
+            max_message,
+            max_consumers,
+            mode,
+        };
+        let b = builder(py, geometry, wait, remove_on_close, evict_after)?;
+        py.detach(|| b.open_or_create(name))
             .map(Producer::wrap)
             .map_err(|e| open_error(py, e))
     }
@@ -678,6 +779,76 @@ impl Producer {
         Ok(self.lock()?.is_closed())
     }
 
+    /// Whether this producer took an existing segment over (``open``, or
+    /// ``open_or_create`` finding one) rather than create it.
+    #[getter]
+    fn took_over(&self) -> bool {
+        self.took_over
+    }
+
+    /// The sequence number the next message will carry (after a takeover, the stream goes
+    /// on from the previous producer's). ``MessageHeld`` while a reservation is open.
+    #[getter]
+    fn next_seq(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.lock()?.idle(py)?.next_seq())
+    }
+
+    /// How many consumers (lossless and lossy) are attached and alive now.
+    fn consumers(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.lock()?.idle(py)?.consumers())
+    }
+
+    /// Wait until at least ``n`` consumers are attached and alive, at most ``timeout``
+    /// seconds (``None``: forever); return how many are. ``Timeout`` (with ``attached``,
+    /// the count at the deadline) if they did not come. The GIL is released while waiting,
+    /// and Ctrl-C interrupts it.
+    #[pyo3(signature = (n, timeout=None))]
+    fn wait_for_consumers(
+        &self,
+        py: Python<'_>,
+        n: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<usize> {
+        let deadline = Deadline::new(timeout)?;
+        let mut core = self.lock()?;
+        let p = core.idle(py)?;
+        let mut attached = p.consumers();
+        if attached >= n {
+            return Ok(attached);
+        }
+        loop {
+            let Some(slice) = deadline.slice() else {
+                let e = shmcast::WaitTimeout {
+                    attached,
+                    wanted: n,
+                };
+                let err = error(py, "Timeout", e.to_string());
+                err.value(py).setattr("attached", attached)?;
+                return Err(err);
+            };
+            let p = &*p;
+            match py.detach(|| p.wait_for_consumers(n, slice)) {
+                Ok(count) => return Ok(count),
+                Err(e) => {
+                    attached = e.attached;
+                    py.check_signals()?;
+                }
+            }
+        }
+    }
+
+    /// A snapshot of the segment, as ``shmcast.inspect`` gives (``producer.state`` is
+    /// ``"live"``: this is the live producer). ``MessageHeld`` while a reservation is open.
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let mut s = self.lock()?.idle(py)?.snapshot();
+        // The core probes the producer lock through the producer's own open file
+        // description, which never sees its own lock: it reports a mapped segment's
+        // producer as `Died` (shmcast 0.1, `Producer::snapshot`). This handle is that
+        // producer, open and usable, so it is live.
+        s.producer.state = shmcast::ProducerState::Live;
+        segment::snapshot_to_py(py, &s)
+    }
+
     /// This handle's counters.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let mut core = self.lock()?;
@@ -724,8 +895,10 @@ impl Producer {
 
     fn __repr__(&self) -> String {
         format!(
-            "<shmcast.Producer capacity={} max_message={}>",
-            self.capacity, self.max_message
+            "<shmcast.Producer capacity={} max_message={} took_over={}>",
+            self.capacity,
+            self.max_message,
+            if self.took_over { "True" } else { "False" }
         )
     }
 }
@@ -947,7 +1120,7 @@ impl Lossless {
         // before the consumer is freed; meanwhile `idle` refuses every other use.
         let c: &'static mut shmcast::Consumer = unsafe { &mut *self.consumer.as_ptr() };
         let msg = match wait {
-            None => c.try_recv().map_err(|e| RecvTimeoutError::from(e))?,
+            None => c.try_recv().map_err(RecvTimeoutError::from)?,
             Some(d) => c.recv_timeout(d)?,
         };
         self.held = Some(Held {
@@ -1010,9 +1183,7 @@ impl ConsumerCore {
             }
             ConsumerCore::Lossy(c, buf) => {
                 let seq = match wait {
-                    None => c
-                        .try_recv_into(buf)
-                        .map_err(|e| RecvTimeoutError::from(e))?,
+                    None => c.try_recv_into(buf).map_err(RecvTimeoutError::from)?,
                     Some(d) => c.recv_timeout_into(buf, d)?,
                 };
                 Ok(Got::Copy(std::mem::take(buf), seq))
@@ -1302,6 +1473,20 @@ impl Consumer {
         Ok(d)
     }
 
+    /// How far this consumer is behind the producer: a ``shmcast.Lag`` (``bytes``, and
+    /// ``messages``, or ``None`` if a lossy consumer was lapped). ``MessageHeld`` while a
+    /// lossless consumer's view is alive (as for ``stats``).
+    fn lag<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let mut core = self.lock()?;
+        core.ready(py)?;
+        let lag = match &mut *core {
+            ConsumerCore::Lossless(l) => l.idle(py)?.lag(),
+            ConsumerCore::Lossy(c, _) => c.lag(),
+            ConsumerCore::Closed => return Err(closed("consumer")),
+        };
+        segment::lag_to_py(py, lag)
+    }
+
     /// Detach from the segment. While a view of a received message is still exported, the
     /// consumer refuses every call as closed and detaches when the view is released.
     /// Idempotent.
@@ -1443,29 +1628,16 @@ impl Drop for Message {
     }
 }
 
-/// Remove the named segment whose producer is gone (e.g. one left behind by a producer that
-/// crashed); a segment whose producer lives is refused (``ProducerAlive``).
-#[pyfunction]
-fn remove(py: Python<'_>, name: &str) -> PyResult<()> {
-    shmcast::remove(name).map_err(|e| {
-        let class = match e {
-            shmcast::RemoveError::NotFound(_) => "NotFound",
-            shmcast::RemoveError::InvalidName { .. } => "InvalidName",
-            shmcast::RemoveError::ProducerAlive { .. } => "ProducerAlive",
-            shmcast::RemoveError::Segment { .. } => "BadSegment",
-            _ => "ShmcastOSError",
-        };
-        error(py, class, e.to_string())
-    })
-}
-
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Producer>()?;
     m.add_class::<Reservation>()?;
     m.add_class::<Consumer>()?;
     m.add_class::<Message>()?;
-    m.add_function(wrap_pyfunction!(remove, m)?)?;
+    m.add_function(wrap_pyfunction!(segment::remove, m)?)?;
+    m.add_function(wrap_pyfunction!(segment::remove_path, m)?)?;
+    m.add_function(wrap_pyfunction!(segment::force_remove, m)?)?;
+    m.add_function(wrap_pyfunction!(segment::inspect, m)?)?;
     m.add("MAX_NAME_LEN", shmcast::MAX_NAME_LEN)?;
     Ok(())
 }

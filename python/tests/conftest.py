@@ -20,11 +20,12 @@ HANG_GUARD = 120.0
 
 @pytest.fixture
 def name(request):
-    """A segment name unique to this test, removed afterwards whatever happened."""
+    """A segment name unique to this test, removed afterwards whatever happened (by force:
+    also a segment whose producer a test left alive, or an object that is not a segment)."""
     n = f"shmcast-py-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     yield n
     try:
-        shmcast.remove(n)
+        shmcast.force_remove(n)
     except shmcast.NotFound:
         pass
 

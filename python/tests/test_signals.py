@@ -28,6 +28,14 @@ BLOCKED = {
         print("ready", flush=True)
         p.send(b"x" * 16)
     """,
+    "wait_for_consumers": """
+        print("ready", flush=True)
+        p.wait_for_consumers(1)
+    """,
+    "wait_for_consumers with a timeout": """
+        print("ready", flush=True)
+        p.wait_for_consumers(2, timeout=3600)
+    """,
     "reserve in a full ring": """
         c = shmcast.Consumer(name)
         while p.try_send(b"x" * 16):
