@@ -896,13 +896,7 @@ pub unsafe extern "C" fn shmcast_producer_snapshot(
     unsafe {
         with(p, |s| {
             let out = SnapshotOut::new(info, slots, cap, count)?;
-            let mut snapshot = s.idle()?.snapshot();
-            // The core probes the producer lock through the producer's own open file
-            // description, which never sees its own lock: it reports a mapped segment's
-            // producer as `Died` (shmcast 0.1, `Producer::snapshot`). This handle is that
-            // producer, open and usable, so it is live.
-            snapshot.producer.state = shmcast::ProducerState::Live;
-            out.write(&snapshot)
+            out.write(&s.idle()?.snapshot())
         })
     }
 }

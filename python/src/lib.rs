@@ -840,12 +840,7 @@ impl Producer {
     /// A snapshot of the segment, as ``shmcast.inspect`` gives (``producer.state`` is
     /// ``"live"``: this is the live producer). ``MessageHeld`` while a reservation is open.
     fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let mut s = self.lock()?.idle(py)?.snapshot();
-        // The core probes the producer lock through the producer's own open file
-        // description, which never sees its own lock: it reports a mapped segment's
-        // producer as `Died` (shmcast 0.1, `Producer::snapshot`). This handle is that
-        // producer, open and usable, so it is live.
-        s.producer.state = shmcast::ProducerState::Live;
+        let s = self.lock()?.idle(py)?.snapshot();
         segment::snapshot_to_py(py, &s)
     }
 
