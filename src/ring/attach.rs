@@ -295,6 +295,8 @@ impl RingConsumer {
             }
             let idx = q & self.d.mask;
             // Acquire pairs with the Release stamp store in `writer.rs` `publish_stamps`.
+            // Defensive (redundant: `q` is below the tail loaded with Acquire in
+            // `claim_and_tail`, which already orders every record below it).
             if self.data.word(idx).load(Acquire) != q {
                 return tail;
             }
@@ -333,7 +335,9 @@ impl RingConsumer {
         let slot = self.region.slot(self.slot);
         if slot.state.load(Relaxed) == self.state {
             // Release pairs with the Acquire state load in `gate.rs` `scan_gate`: our reads
-            // happen-before the producer ignores (and overwrites) us.
+            // happen-before the producer ignores (and overwrites) us. Load-bearing, but no
+            // test here can show it: the hazard is load buffering (our earlier reads seeing
+            // the producer's later writes), which loom does not explore and x86 never does.
             slot.state
                 .store(slot_state(slot_generation(self.state), SLOT_FREE), Release);
         }
