@@ -14,6 +14,7 @@ use serde_json::Value;
 use shmcast::{Consumer, Producer, TrySendError};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -182,6 +183,18 @@ impl Proc {
     fn shmcast(args: &[&str]) -> Proc {
         let mut cmd = Command::new(BIN);
         cmd.args(args);
+        // As from an interactive shell: SIGINT and SIGTERM at their default action. A test
+        // run started in the background of a script inherits them ignored, and `shmcast`
+        // rightly keeps ignoring a signal it was started with ignored (a hang in CI when
+        // `.ci/run` ran in the background).
+        // SAFETY: only `signal`, which is async-signal-safe, runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                libc::signal(libc::SIGTERM, libc::SIG_DFL);
+                Ok(())
+            });
+        }
         Proc::spawn(cmd)
     }
 
