@@ -5,7 +5,7 @@
 //!   floors, and the peers ringfire and iceoryx2 with the `peers` feature);
 //! - [`child`]: the second process (this binary re-executed);
 //! - [`measure`]: round trips, one-way throughput, fan-out, idle cost, jitter;
-//! - [`spsc`]: the streaming floor; [`peers`]: ringfire and iceoryx2;
+//! - [`spsc`]: the streaming floor; `peers`: ringfire and iceoryx2 (feature `peers`);
 //! - [`stats`], [`table`], [`args`], [`sys`]: percentiles, output, arguments, OS helpers;
 //! - [`asynch`]: the asynchronous consumer's figures (wake-up latency, idle CPU, syscalls
 //!   per message) with children of their own.

@@ -5,7 +5,7 @@
 //! hands the child its ends as inherited descriptors or segment names; no transport is
 //! given an advantage in how it is set up. Every message is exactly `size` bytes.
 //!
-//! The peers (ringfire, iceoryx2) are in [`crate::peers`], behind the `peers` feature; the
+//! The peers (ringfire, iceoryx2) are in `crate::peers` (`src/peers.rs`), behind the `peers` feature; the
 //! streaming floor is [`crate::spsc`].
 
 #[cfg(any(feature = "ringfire", feature = "iceoryx2"))]

@@ -80,8 +80,10 @@ impl RingProducer {
         // read-shared lines: cheap to skip.
         for i in 0..self.max_consumers {
             let slot = self.region.slot(i);
-            // Acquire pairs with the consumer's Release state store in `attach.rs`
-            // `register_lossless`: its cursor store before it is visible.
+            // Acquire pairs with the consumer's Release state stores in `attach.rs`
+            // (`register_lossless`: its cursor store before it is visible; `detach`: its reads
+            // before we overwrite). Load-bearing for `detach`, but a load-buffering hazard
+            // that neither loom nor x86 can show; for attach the claim handshake suffices.
             let state = slot.state.load(Acquire);
             if !slot_gates(state) {
                 continue;

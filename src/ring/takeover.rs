@@ -33,7 +33,8 @@ fn record_at(region: &Region, d: &Dims, pos: u64) -> Option<(u64, u32, u64)> {
         return None;
     }
     // Acquire pairs with the Release stamp store in `writer.rs` `publish_stamps` (of a
-    // previous producer): its header words are visible.
+    // previous producer): its header words are visible. Defensive (redundant: the producer
+    // lock this takeover holds was taken after the previous producer's unlock).
     if region.word(idx).load(Acquire) != pos {
         return None;
     }
@@ -88,7 +89,8 @@ fn recover(region: &Region, d: &Dims) -> Result<(u64, u64, u64), SegmentError> {
     let h = region.header();
     let bad = |field, found| SegmentError::BadPosition { field, found };
     // Acquire pairs with a previous producer's Release stores of tail / next_seq
-    // (`writer.rs` `store_tail`) and claim (`gate.rs` `refresh`).
+    // (`writer.rs` `store_tail`) and claim (`gate.rs` `refresh`). Defensive, with the lock
+    // (each alone orders the previous producer's stores; see mutation/expected.tsv).
     let stored = position("tail", h.producer.tail.load(Acquire))?;
     if stored % RECORD_ALIGN as u64 != 0 {
         return Err(bad("tail", stored));
