@@ -407,8 +407,12 @@ impl Data {
     #[inline(always)]
     pub(crate) unsafe fn header(&self, idx: u64) -> Hdr<'_> {
         debug_assert!(idx % 8 == 0 && idx + 24 <= self.capacity);
-        let p = self.word(idx) as *const AtomicU64;
-        // SAFETY: the caller keeps the three words inside the ring; atomics, as in `word`.
+        // From the region's base pointer, not from `word`'s reference: a pointer derived
+        // from a `&AtomicU64` may only reach those 8 bytes (Stacked Borrows; Miri caught it).
+        let p = self.base.as_ptr().wrapping_add((idx & self.mask8) as usize) as *const AtomicU64;
+        // SAFETY: the caller keeps the three words inside the ring (`idx & mask8 == idx`
+        // for an 8-aligned in-ring `idx`), 8-aligned, in the region that outlives this view;
+        // atomics, as in `word`.
         unsafe {
             Hdr {
                 stamp: &*p,
