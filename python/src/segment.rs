@@ -128,11 +128,15 @@ fn remove_error(py: Python<'_>, e: RemoveError) -> PyErr {
         RemoveError::Io { .. } => "ShmcastOSError",
         _ => "ShmcastError",
     };
-    // The core's advice names its Rust function; here it is a keyword (which also works
-    // for paths, unlike the core's force_remove).
+    // The core's advice names Rust functions (`shmcast::force_remove` for a name,
+    // `std::fs::remove_file` for a path); here both are a keyword.
     let text = e
         .to_string()
-        .replace("shmcast::force_remove", "shmcast.remove(..., force=True)");
+        .replace("shmcast::force_remove", "shmcast.remove(..., force=True)")
+        .replace(
+            "delete the file: std::fs::remove_file",
+            "shmcast.remove(path=..., force=True)",
+        );
     error(py, class, text)
 }
 
