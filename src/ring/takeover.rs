@@ -100,7 +100,8 @@ fn recover(region: &Region, d: &Dims) -> Result<(u64, u64, u64), SegmentError> {
     let tail = d.skip_short(stored);
     // The number the records give at the tail: the published record there (its producer
     // died before storing the tail past it) or the unpublished stamp every commit leaves.
-    // Acquire pairs with the Release stamp store in `publish_stamps`.
+    // Acquire pairs with the Release stamp store in `publish_stamps`. Defensive, with the
+    // lock (see `record_at`).
     let stamp = region.word(tail & d.mask).load(Acquire);
     let at_tail = if stamp == tail && d.cap - (tail & d.mask) >= HDR {
         // Relaxed: ordered by the stamp load.
@@ -111,7 +112,8 @@ fn recover(region: &Region, d: &Dims) -> Result<(u64, u64, u64), SegmentError> {
     let mut next_seq = if at_tail == Some(header_seq) {
         header_seq
     } else {
-        // Acquire pairs with the Release head store in `gate.rs` `refresh`.
+        // Acquire pairs with the Release head store in `gate.rs` `refresh`. Defensive
+        // (head is advisory; the walk validates every record; and the lock orders it).
         let head = h.producer.head.load(Acquire);
         match (walked_seq(region, d, head, tail), at_tail) {
             // The records up to the tail agree with each other: the word at the tail (or
