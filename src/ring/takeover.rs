@@ -190,7 +190,9 @@ impl RingProducer {
         // until a chunk has been written. Release pairs with the Acquire head load in
         // `attach.rs` `oldest_start`. Defensive (redundant: head is advisory).
         h.producer.head.store(tail, Release);
-        // Release pairs with the Acquire tail loads (`attach.rs`, `cursor.rs`).
+        // Release pairs with the Acquire tail loads (`attach.rs`, `cursor.rs`). Defensive,
+        // as the next_seq and claim stores below (redundant: these re-publish positions the
+        // previous producer published, whose own Release stores ordered what lies below).
         h.producer.tail.store(tail, Release);
         h.producer.next_seq.store(next_seq, Release);
         // After the tail: a consumer that sees this claim sees a tail it bounds (see

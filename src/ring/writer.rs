@@ -416,6 +416,8 @@ impl RingProducer {
         // (`attach.rs`), of the end-of-stream check (`cursor.rs` `check_stuck`) and of a
         // takeover (`takeover.rs`): whoever sees this tail sees every stamp below it.
         h.producer.tail.store(self.tail, Release);
+        // Defensive (redundant: the tail store publishes the records; next_seq is read by
+        // monitors and by a takeover, which holds the lock taken after our unlock).
         h.producer.next_seq.store(self.next_seq, Release);
         self.published = self.tail;
     }
