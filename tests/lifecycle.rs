@@ -7,6 +7,9 @@
 //! libtest prints. Child processes are this binary re-run with `SHMCAST_LIFECYCLE_ROLE` set:
 //! they run their role and exit, and never count as tests.
 
+#[macro_use]
+mod common;
+
 use shmcast::{Consumer, Producer, RecvTimeoutError, SendError, TryRecvError};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -174,6 +177,8 @@ fn dropping_a_replaced_producer_keeps_the_successor_s_segment() {
 }
 
 fn main() {
+    // This binary's own child role (a plain environment variable: it forks, so it does
+    // not speak the ChildSpec protocol); the tests run on the shared runner.
     if let Ok(role) = std::env::var(ROLE) {
         match role.as_str() {
             "producer_that_forks" => producer_that_forks(),
@@ -181,59 +186,12 @@ fn main() {
         }
         return;
     }
-    let tests: [(&str, fn()); 3] = [
-        (
-            "a_forked_child_neither_uses_nor_closes_the_parent_stream",
-            a_forked_child_neither_uses_nor_closes_the_parent_stream,
-        ),
-        (
-            "a_forked_child_does_not_keep_a_dead_producer_alive",
-            a_forked_child_does_not_keep_a_dead_producer_alive,
-        ),
-        (
-            "dropping_a_replaced_producer_keeps_the_successor_s_segment",
-            dropping_a_replaced_producer_keeps_the_successor_s_segment,
-        ),
-    ];
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let exact = args.iter().any(|a| a == "--exact");
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
-    let selected: Vec<_> = tests
-        .iter()
-        .filter(|(n, _)| {
-            filters.is_empty()
-                || filters.iter().any(|f| {
-                    if exact {
-                        n == f
-                    } else {
-                        n.contains(f.as_str())
-                    }
-                })
-        })
-        .collect();
-    if args.iter().any(|a| a == "--list") {
-        for (n, _) in &selected {
-            println!("{n}: test");
-        }
-        return;
-    }
-    println!("\nrunning {} tests", selected.len());
-    let mut failed = Vec::new();
-    for (n, f) in &selected {
-        let ok = std::panic::catch_unwind(f).is_ok();
-        println!("test {n} ... {}", if ok { "ok" } else { "FAILED" });
-        if !ok {
-            failed.push(*n);
-        }
-    }
-    let filtered = tests.len() - selected.len();
-    println!(
-        "\ntest result: {}. {} passed; {} failed; 0 ignored; 0 measured; {filtered} filtered out\n",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        selected.len() - failed.len(),
-        failed.len()
+    common::harness::main(
+        None,
+        &[
+            case!(a_forked_child_neither_uses_nor_closes_the_parent_stream),
+            case!(a_forked_child_does_not_keep_a_dead_producer_alive),
+            case!(dropping_a_replaced_producer_keeps_the_successor_s_segment),
+        ],
     );
-    if !failed.is_empty() {
-        std::process::exit(101);
-    }
 }
