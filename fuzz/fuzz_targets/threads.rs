@@ -360,8 +360,15 @@ fuzz_target!(|input: Input| {
                         }
                     }
                     CStep::LossyRecv => {
+                        // A blocking lossy read waits for the next message; while a
+                        // lossless consumer of this same thread gates the producer, that
+                        // message may never come (the producer waits for space the
+                        // lossless consumer frees only when this thread gets to it): a
+                        // deadlock of the harness, not of the ring. Block only when no
+                        // lossless consumer can gate; else poll.
+                        let may_block = lossless.as_ref().is_none_or(|c| c.done);
                         if let Some(c) = &mut lossy {
-                            c.recv(true, sent);
+                            c.recv(may_block, sent);
                         }
                     }
                     CStep::Yield => std::thread::yield_now(),
