@@ -34,9 +34,10 @@ use crate::sync::atomic::{AtomicU32, AtomicU64};
 
 /// First word of every segment: `"SHMCAST"` followed by a format byte.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMCAST\x01");
-/// Layout version this build reads and writes. 2: the control line's `evicting` flag and
-/// the evictable slot kind (1 had an `asymmetric` flag there).
-pub(crate) const VERSION: u32 = 2;
+/// Layout version this build reads and writes. 3: the control line's `alive` word. 2: the
+/// control line's `evicting` flag and the evictable slot kind (1 had an `asymmetric` flag
+/// there).
+pub(crate) const VERSION: u32 = 3;
 /// Size of one line: every hot field owns one.
 pub(crate) const LINE: usize = 128;
 /// Size of a record header in the data ring.
@@ -204,6 +205,12 @@ pub(crate) struct ControlLine {
     /// Process id of the producer that attached last (informational only: liveness uses
     /// the producer lock).
     pub(crate) pid: AtomicU32,
+    /// The producer's death notice: a robust futex word (`os/robust.rs`) owned by a thread
+    /// of the live producer's process, which the kernel marks `OWNER_DIED` and wakes when
+    /// that process dies. 0 while no producer owns it (none, closed, or one that could not
+    /// start the thread). Waiters sleep on it beside the data word instead of polling the
+    /// producer lock; a hint only (any process can write it): the lock decides.
+    pub(crate) alive: AtomicU32,
 }
 
 /// The segment header.

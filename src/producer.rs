@@ -7,7 +7,7 @@ use crate::error::{
 use crate::layout::{check_config, max_message_for, Geometry};
 use crate::os::fork;
 use crate::os::segment::{MapOptions, Source};
-use crate::region::Region;
+use crate::region::{DeathNotice, Region};
 use crate::ring::writer::RingProducer;
 use crate::ring::{ProducerStats, Reservation};
 use crate::WaitPolicy;
@@ -215,6 +215,7 @@ impl ProducerBuilder {
 
     fn producer(&self, ring: RingProducer, took_over: bool) -> Producer {
         Producer {
+            _death_notice: ring.region().own_death_notice(),
             ring,
             wait: self.wait,
             remove_on_drop: self.remove_on_drop,
@@ -402,6 +403,14 @@ impl ProducerBuilder {
 /// Dropping it closes the stream: consumers drain what was published, then receive
 /// `Disconnected`.
 ///
+/// A producer of a mapped segment (not an in-process ring) keeps one thread of its own,
+/// `shmcast-alive`, asleep for the handle's life (no CPU, no system call): it owns the
+/// segment's *death notice*, a robust futex word that the kernel marks, and wakes waiters
+/// on, when this process dies, so asynchronous consumers learn of the death without
+/// polling (module `asynch`, feature `tokio`). It is joined when the handle drops. Where
+/// the thread cannot be started, or the kernel refuses robust futex lists, the producer
+/// works the same and consumers fall back to probing its liveness lock every 20 ms.
+///
 /// # Examples
 /// ```
 /// let mut producer = shmcast::Producer::builder().capacity(4096).create_in_process()?;
@@ -417,6 +426,10 @@ impl ProducerBuilder {
 /// # Ok::<(), shmcast::CreateError>(())
 /// ```
 pub struct Producer {
+    /// The producer's death notice for waiting consumers (mapped segments), owned by a
+    /// thread of this process. Declared first: dropped (its thread joined, the word
+    /// cleared) before anything else of the handle.
+    _death_notice: Option<DeathNotice>,
     ring: RingProducer,
     wait: WaitPolicy,
     remove_on_drop: bool,
@@ -824,8 +837,10 @@ impl Producer {
         wait: WaitPolicy,
         evict_after: Option<Duration>,
     ) -> Result<Producer, OpenError> {
+        let ring = RingProducer::attach(region, evict_after)?;
         Ok(Producer {
-            ring: RingProducer::attach(region, evict_after)?,
+            _death_notice: ring.region().own_death_notice(),
+            ring,
             wait,
             remove_on_drop: false,
             took_over: true,

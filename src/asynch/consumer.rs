@@ -108,8 +108,8 @@ impl AsyncConsumer {
     ///
     /// # Errors
     /// As [`Consumer::recv`]: [`RecvError::Disconnected`] once the producer closed the
-    /// stream and everything was received, [`RecvError::ProducerDied`] (within about 20 ms
-    /// of its death, as the blocking call), [`RecvError::Evicted`], [`RecvError::Corrupt`],
+    /// stream and everything was received, [`RecvError::ProducerDied`] (at once, from the
+    /// producer's death notice; within 20 ms without one, as the blocking call), [`RecvError::Evicted`], [`RecvError::Corrupt`],
     /// [`RecvError::Forked`].
     ///
     /// # Examples

@@ -13,17 +13,30 @@
 //!   its thread is not already watching the word; a word stays watched for [`LINGER`]
 //!   after its last registration ended, so a consumer that catches up with its producer
 //!   again and again registers without a syscall of its own.
-//! - **Liveness.** While a shard has words it wakes at least every `SLEEP_BOUND` (20 ms, the
-//!   bound of the blocking sleeps) and probes the producer's liveness lock of every data
-//!   word that has registrations (one `fcntl` per segment, whatever the number of waiting
-//!   handles). A producer that died fires them; their next poll probes again and reports
-//!   `ProducerDied`. Every data registration is also handed back to its task after
-//!   [`RECHECK`] for a full end-of-stream check (eviction, a stuck stream), and every space
-//!   registration after `SLEEP_BOUND` (the producer's rescan then probes the consumers that
+//! - **Liveness.** A producer's process owns a *death notice* in its segment (the control
+//!   line's `alive` word, a robust futex: `os/robust.rs`): when that process dies, however
+//!   it dies, the kernel marks the word and wakes a waiter on it. A thread watching a data
+//!   word with registrations sleeps on the segment's notice too (one more word of the same
+//!   `futex_waitv`), so an idle wait costs no CPU and no system call until something
+//!   happens. A notice that says "died" is confirmed by probing the producer's liveness
+//!   lock (one `fcntl` per segment, whatever the number of waiting handles); then the
+//!   registrations fire, and their next poll probes again and reports `ProducerDied`. The
+//!   thread that wakes first passes the notice on to every other process's waiters (the
+//!   kernel wakes only one). The notice is a hint that any process mapping the segment
+//!   could scribble, so the lock is still probed every [`BACKSTOP`] (5 s) while anyone
+//!   waits. Where no notice is owned (a producer that could not start its thread) or
+//!   `futex_waitv` is missing, the lock is probed every `SLEEP_BOUND` (20 ms, the bound of
+//!   the blocking sleeps) instead.
+//! - **Nothing else to watch.** A data wait needs no other periodic check: eviction and
+//!   close come with a bump of the data word, and a stream stuck on a corrupt record is
+//!   detected before the handle registers (`ring/asynch.rs`). A space registration is
+//!   handed back after `SLEEP_BOUND` (the producer's rescan then probes the consumers that
 //!   gate it, reclaims dead ones and applies `evict_after`, as the blocking `send` does).
-//! - **Shards.** More than 127 distinct words start another thread. Without `futex_waitv`
-//!   (Linux before 5.16, or refused by a seccomp filter, or `SHMCAST_FUTEX_WAITV=0`) each
-//!   thread watches one word with `FUTEX_WAIT_BITSET`: one thread per distinct word.
+//! - **Shards.** More than 63 distinct words (each with its notice: 126 futex words, the
+//!   kernel takes 128 per call, one is the control word) start another thread. Without
+//!   `futex_waitv` (Linux before 5.16, or refused by a seccomp filter, or
+//!   `SHMCAST_FUTEX_WAITV=0`) each thread watches one word with `FUTEX_WAIT_BITSET`: one
+//!   thread per distinct word, probing liveness every `SLEEP_BOUND`.
 //! - **Memory.** A watched word's region is kept mapped (an `Arc`) while the word is
 //!   watched; a lingering word whose region no handle uses any more is dropped at the next
 //!   tick.
@@ -33,6 +46,7 @@
 
 use super::sys::{self, FutexWaitv, Waited};
 use crate::os::fork;
+use crate::os::robust::{OWNER_DIED, TID_MASK, WAITERS};
 use crate::region::{LockId, Region};
 use crate::wait::SLEEP_BOUND;
 use std::collections::HashMap;
@@ -44,9 +58,9 @@ use std::time::{Duration, Instant};
 /// How long a word stays watched after its last registration ended.
 pub(crate) const LINGER: Duration = Duration::from_secs(1);
 
-/// A data registration goes back to its task for a full end-of-stream check after this
-/// long (the producer's liveness is probed here every `SLEEP_BOUND`).
-pub(crate) const RECHECK: Duration = Duration::from_secs(1);
+/// While a producer's death notice is watched, its liveness lock is still probed this
+/// often (the notice is a hint another process could scribble; the lock decides).
+pub(crate) const BACKSTOP: Duration = Duration::from_secs(5);
 
 /// Stack of a waiter thread: it only runs this loop and the tasks' `wake` functions.
 const STACK: usize = 256 << 10;
@@ -95,6 +109,9 @@ pub struct WaiterStats {
     pub rechecks: u64,
     /// Liveness probes of producers (one `fcntl` each on a mapped segment).
     pub probes: u64,
+    /// Producers' deaths learned from their death notice (the kernel marked it), before
+    /// any probe.
+    pub notices: u64,
 }
 
 #[derive(Default)]
@@ -106,6 +123,7 @@ struct Counters {
     wakeups: AtomicU64,
     rechecks: AtomicU64,
     probes: AtomicU64,
+    notices: AtomicU64,
 }
 
 static COUNTERS: Counters = Counters {
@@ -116,6 +134,7 @@ static COUNTERS: Counters = Counters {
     wakeups: AtomicU64::new(0),
     rechecks: AtomicU64::new(0),
     probes: AtomicU64::new(0),
+    notices: AtomicU64::new(0),
 };
 
 fn count(c: &AtomicU64) {
@@ -135,6 +154,7 @@ pub(crate) fn stats() -> WaiterStats {
         wakeups: c.wakeups.load(Relaxed),
         rechecks: c.rechecks.load(Relaxed),
         probes: c.probes.load(Relaxed),
+        notices: c.notices.load(Relaxed),
     }
 }
 
@@ -143,7 +163,8 @@ struct Entry {
     id: u64,
     seen: u32,
     waker: Waker,
-    deadline: Instant,
+    /// Handed back (unchanged) at this time: space registrations only.
+    deadline: Option<Instant>,
     state: Arc<AtomicU8>,
 }
 
@@ -156,6 +177,10 @@ struct Word {
     entries: Vec<Entry>,
     /// Since when nobody waits on it (it lingers).
     idle_since: Option<Instant>,
+    /// A data word's producer death notice (`ControlLine::alive`), for a mapped segment.
+    notice: Option<usize>,
+    /// When to probe the producer's lock next (a data word with registrations).
+    probe_at: Option<Instant>,
 }
 
 /// One waiter thread's share of the words.
@@ -239,10 +264,10 @@ impl Waiter {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Words per thread.
+    /// Words per thread (each may bring its death notice).
     fn capacity(&self) -> usize {
         if self.waitv {
-            sys::WAITV_MAX - 1
+            (sys::WAITV_MAX - 1) / 2
         } else {
             1
         }
@@ -310,6 +335,10 @@ pub(crate) unsafe fn register(
                 return Registered::NoThread;
             };
             t.shards[shard].words.push(addr);
+            let notice = match kind {
+                Kind::Data => region.alive_word().map(|a| a as *const AtomicU32 as usize),
+                Kind::Space => None,
+            };
             t.words.insert(
                 addr,
                 Word {
@@ -318,6 +347,8 @@ pub(crate) unsafe fn register(
                     shard,
                     entries: Vec::new(),
                     idle_since: None,
+                    notice,
+                    probe_at: None,
                 },
             );
             shard
@@ -325,11 +356,10 @@ pub(crate) unsafe fn register(
     };
     let id = t.next_id;
     t.next_id += 1;
-    let deadline = now
-        + match kind {
-            Kind::Data => RECHECK,
-            Kind::Space => SLEEP_BOUND,
-        };
+    let deadline = match kind {
+        Kind::Data => None,
+        Kind::Space => Some(now + SLEEP_BOUND),
+    };
     let word_state = t.words.get_mut(&addr).expect("inserted above");
     word_state.idle_since = None;
     word_state.entries.push(Entry {
@@ -339,10 +369,13 @@ pub(crate) unsafe fn register(
         deadline,
         state: Arc::clone(&state),
     });
+    let first = word_state.entries.len() == 1;
     // The thread watches this word already (it then wakes when the word changes, and
-    // ticks within SLEEP_BOUND), or it is awake and will see the entry before it sleeps.
+    // watches its producer's liveness, also while the word lingers), or it is awake and
+    // will see the entry before it sleeps. A space word's bound is armed only while it has
+    // registrations: the first one pokes.
     let s = &t.shards[shard];
-    let poke = s.asleep && !s.watching.contains(&addr);
+    let poke = s.asleep && (!s.watching.contains(&addr) || (kind == Kind::Space && first));
     let control = s.control;
     drop(t);
     count(&COUNTERS.registrations);
@@ -445,8 +478,8 @@ fn run(w: &'static Waiter, shard: usize, control: &'static AtomicU32) {
     // Regions of the words being watched, kept mapped during the sleep.
     let mut keep: Vec<Arc<Region>> = Vec::new();
     let mut wake: Vec<Waker> = Vec::new();
+    // (address, value) of every word to sleep on: each watched word, then its notice.
     let mut watch: Vec<(usize, u32)> = Vec::new();
-    let mut next_tick = Instant::now() + SLEEP_BOUND;
     loop {
         keep.clear();
         watch.clear();
@@ -459,33 +492,36 @@ fn run(w: &'static Waiter, shard: usize, control: &'static AtomicU32) {
             let mut t = w.lock();
             c = control.load(Acquire);
             let now = Instant::now();
-            let tick = now >= next_tick;
-            if tick {
-                next_tick = now + SLEEP_BOUND;
-            }
-            let mut earliest = next_tick;
+            let mut earliest: Option<Instant> = None;
             let addrs = std::mem::take(&mut t.shards[shard].words);
             let mut kept = Vec::with_capacity(addrs.len());
+            let mut watching = Vec::with_capacity(addrs.len());
             for addr in addrs {
                 let word = t
                     .words
                     .get_mut(&addr)
                     .expect("a shard's words are in the table");
-                let (v, drop_word) = scan_word(addr, word, now, tick, &mut wake, &mut earliest);
-                if drop_word {
+                let scan = scan_word(addr, word, now, w.waitv, &mut wake);
+                if scan.drop_word {
                     t.words.remove(&addr);
                     continue;
                 }
+                if let Some(at) = scan.wake_at {
+                    earliest = Some(earliest.map_or(at, |e| e.min(at)));
+                }
                 kept.push(addr);
+                watching.push(addr);
                 keep.push(Arc::clone(&t.words[&addr].region));
-                watch.push((addr, v));
+                watch.push((addr, scan.value));
+                if let Some(notice) = scan.notice {
+                    watch.push(notice);
+                }
             }
             let s = &mut t.shards[shard];
             s.words = kept;
-            s.watching.clear();
-            s.watching.extend(watch.iter().map(|&(a, _)| a));
+            s.watching = watching;
             s.asleep = true;
-            deadline = (!watch.is_empty()).then_some(earliest);
+            deadline = earliest;
         }
         for waker in wake.drain(..) {
             waker.wake();
@@ -499,7 +535,7 @@ fn run(w: &'static Waiter, shard: usize, control: &'static AtomicU32) {
                     .map(|&(a, v)| FutexWaitv::shared(a as *const AtomicU32, v)),
             );
             // SAFETY: the control word is leaked (lives for ever); every other address is
-            // a futex word of a region in `keep`, mapped until after the call.
+            // a futex word (or a notice) of a region in `keep`, mapped until after the call.
             unsafe { sys::futex_waitv(&waitv, deadline) }
         } else if let Some(&(a, v)) = watch.first() {
             let left =
@@ -520,33 +556,118 @@ fn run(w: &'static Waiter, shard: usize, control: &'static AtomicU32) {
     }
 }
 
-/// Scan one word at `now`: fire the entries whose word changed, whose producer died
-/// (probed on a `tick`) or whose bound passed (their wakers go to `wake`), lower `earliest`
-/// to the earliest remaining deadline. Returns the word's value and whether to stop
-/// watching it (it lingered long enough, or no handle uses its region any more).
+/// What the scan of one word found.
+struct Scan {
+    /// The word's value (sleep while it holds it).
+    value: u32,
+    /// Its producer's death notice to sleep on as well: (address, value).
+    notice: Option<(usize, u32)>,
+    /// When the thread must look at the word again without a wake-up, if ever.
+    wake_at: Option<Instant>,
+    /// Stop watching it: it lingered long enough, or no handle uses its region any more.
+    drop_word: bool,
+}
+
+/// What a producer's death notice says.
+enum Notice {
+    /// A live owner: sleep on the word while it holds this value (`WAITERS` set).
+    Owned(u32),
+    /// Its owner died (the kernel marked it).
+    Died,
+    /// Nobody owns it (no notice: the lock must be probed on a tick).
+    Unowned,
+}
+
+/// Read the death notice at `addr` and make it ready to sleep on: set `WAITERS` (the
+/// kernel wakes waiters of a dead owner only if it is set); on a death, clear `WAITERS`
+/// and wake every waiter (the kernel woke only one: pass the news on to the other
+/// processes).
+fn arm_notice(addr: usize) -> Notice {
+    // SAFETY: the caller keeps the region of the notice mapped (`Word::region`).
+    let word = unsafe { &*(addr as *const AtomicU32) };
+    // Relaxed, as every access to the notice: it carries no data, only "the owner lives"
+    // (its writers are `os/robust.rs` and the kernel); a death is confirmed by the
+    // producer lock's probe, whose Acquire orders what the producer did.
+    let v = word.load(Relaxed);
+    if v & OWNER_DIED != 0 {
+        if v & WAITERS != 0
+            && word
+                .compare_exchange(v, v & !WAITERS, Relaxed, Relaxed)
+                .is_ok()
+        {
+            crate::os::futex::wake_all(word);
+        }
+        return Notice::Died;
+    }
+    if v & TID_MASK == 0 {
+        return Notice::Unowned;
+    }
+    if v & WAITERS != 0 {
+        return Notice::Owned(v);
+    }
+    match word.compare_exchange(v, v | WAITERS, Relaxed, Relaxed) {
+        Ok(_) => Notice::Owned(v | WAITERS),
+        // It changed meanwhile: sleeping on the old value returns at once, and the next
+        // scan looks again.
+        Err(_) => Notice::Owned(v),
+    }
+}
+
+/// Scan one word at `now`: fire the entries whose word changed, whose producer died, or
+/// whose bound passed (their wakers go to `wake`); arm the producer's death notice of a
+/// data word (with `futex_waitv`) and probe the producer's lock when it is due.
 fn scan_word(
     addr: usize,
     word: &mut Word,
     now: Instant,
-    tick: bool,
+    waitv: bool,
     wake: &mut Vec<Waker>,
-    earliest: &mut Instant,
-) -> (u32, bool) {
+) -> Scan {
     // SAFETY: `word.region` keeps the memory of this futex word mapped.
-    let v = unsafe { &*(addr as *const AtomicU32) }.load(Relaxed);
-    let dead = tick && word.kind == Kind::Data && !word.entries.is_empty() && {
-        count(&COUNTERS.probes);
-        !word.region.held_by_other(LockId::Producer)
-    };
+    let value = unsafe { &*(addr as *const AtomicU32) }.load(Relaxed);
+    let mut wake_at: Option<Instant> = None;
+    let mut at = |t: Instant| wake_at = Some(wake_at.map_or(t, |w: Instant| w.min(t)));
+    let mut notice = None;
+    let mut dead = false;
+    if word.kind == Kind::Data {
+        let said = match word.notice {
+            Some(n) if waitv => arm_notice(n),
+            _ => Notice::Unowned,
+        };
+        let interval = match said {
+            Notice::Owned(v) => {
+                notice = Some((word.notice.expect("armed above"), v));
+                BACKSTOP
+            }
+            Notice::Died | Notice::Unowned => SLEEP_BOUND,
+        };
+        let died = matches!(said, Notice::Died);
+        let due = died || word.probe_at.is_some_and(|t| now >= t);
+        if word.probe_at.is_none() || due {
+            word.probe_at = Some(now + interval);
+        }
+        if due && !word.entries.is_empty() {
+            count(&COUNTERS.probes);
+            dead = !word.region.held_by_other(LockId::Producer);
+            if dead && died {
+                count(&COUNTERS.notices);
+            }
+        }
+        // A notice that says "died" while the lock is held: a new producer is taking over
+        // (its notice follows) or the word was scribbled: probe on every tick meanwhile.
+        at(word.probe_at.expect("set above"));
+    }
     let mut i = 0;
     while i < word.entries.len() {
         let e = &word.entries[i];
-        let fired = if e.seen != v {
+        let fired = if e.seen != value {
             CHANGED
-        } else if dead || now >= e.deadline {
+        } else if dead || e.deadline.is_some_and(|d| now >= d) {
             UNCHANGED
         } else {
-            *earliest = (*earliest).min(e.deadline);
+            if let Some(d) = e.deadline {
+                at(d);
+            }
             i += 1;
             continue;
         };
@@ -562,10 +683,22 @@ fn scan_word(
     }
     if !word.entries.is_empty() {
         word.idle_since = None;
-        return (v, false);
+        return Scan {
+            value,
+            notice,
+            wake_at,
+            drop_word: false,
+        };
     }
     let since = *word.idle_since.get_or_insert(now);
     // Only the table holds the region: every handle on it is gone.
     let unused = Arc::strong_count(&word.region) == 1;
-    (v, unused || now.duration_since(since) >= LINGER)
+    let expires = since + LINGER;
+    at(expires);
+    Scan {
+        value,
+        notice,
+        wake_at,
+        drop_word: unused || now >= expires,
+    }
 }

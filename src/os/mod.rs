@@ -5,6 +5,7 @@
 pub(crate) mod fork;
 pub(crate) mod futex;
 pub(crate) mod lock;
+pub(crate) mod robust;
 pub(crate) mod segment;
 
 use std::io;

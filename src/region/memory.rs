@@ -8,11 +8,13 @@ use crate::layout::{
 use crate::os::futex;
 pub(crate) use crate::os::futex::Wake;
 use crate::os::lock::Locks;
+use crate::os::robust::RobustWord;
 use crate::os::segment::{self, MapOptions, Mapping, OpenOptions, Source};
 use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
+use std::sync::Arc;
 use std::time::Duration;
 
 enum Backing {
@@ -23,6 +25,16 @@ enum Backing {
     },
     /// A mapped segment; liveness locks are OFD locks on a private description of it.
     Mapped { map: Mapping, locks: Locks },
+}
+
+/// The producer's death notice, owned by a thread of this process while this lives (see
+/// `os/robust.rs`).
+#[derive(Debug)]
+pub(crate) struct DeathNotice {
+    /// Dropped first: joins the thread, which clears the word.
+    _word: RobustWord,
+    /// Keeps the word mapped while the thread owns it.
+    _region: Arc<Region>,
 }
 
 /// A ring's memory and the process-private copy of its geometry.
@@ -309,6 +321,31 @@ impl Region {
     /// Wake every sleeper on `word`.
     pub(crate) fn wake_all(&self, word: &AtomicU32) {
         futex::wake_all(word);
+    }
+
+    /// The producer's death notice (`ControlLine::alive`, a robust futex word), for a
+    /// mapped segment; `None` for a heap ring, whose producer and consumers are threads of
+    /// one process.
+    pub(crate) fn alive_word(&self) -> Option<&AtomicU32> {
+        match self.backing {
+            Backing::Mapped { .. } => Some(&self.header().control.alive),
+            Backing::Heap { .. } => None,
+        }
+    }
+
+    /// Have a thread of this process own the producer's death notice until the returned
+    /// guard drops (the caller holds the producer lock). `None` for a heap ring, or if the
+    /// OS refused the thread or the robust list: consumers then learn of a death by probing
+    /// the producer lock, as they always can.
+    pub(crate) fn own_death_notice(self: &Arc<Self>) -> Option<DeathNotice> {
+        let word = self.alive_word()?;
+        // SAFETY: the word lies in this region's mapping, which the guard keeps (its
+        // `region` field drops after `word`, whose drop joins the owning thread).
+        let word = unsafe { RobustWord::own(word) }.ok()?;
+        Some(DeathNotice {
+            _word: word,
+            _region: Arc::clone(self),
+        })
     }
 
     /// The mapped segment's descriptor, if this region is one.

@@ -17,7 +17,7 @@ mod memory;
 mod model;
 
 #[cfg(not(shmcast_loom))]
-pub(crate) use memory::{Data, Region, Wake};
+pub(crate) use memory::{Data, DeathNotice, Region, Wake};
 #[cfg(shmcast_loom)]
 pub(crate) use model::{Data, Region, Wake};
 

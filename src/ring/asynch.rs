@@ -41,6 +41,11 @@ impl RingConsumer {
 
     /// `try_poll` with the probe forced on demand: one poll, then end-of-stream detection,
     /// then (unless evicted) one more poll that delivers anything published before the end.
+    ///
+    /// Every poll that finds nothing also checks that the stream is not stuck on a corrupt
+    /// record (`check_stuck`; the blocking wait does so at its probes): an asynchronous
+    /// wait that follows sleeps until the data word changes, with no periodic look, so a
+    /// record that can never be read must be reported before it registers.
     fn try_poll_probing<T>(
         &mut self,
         force_probe: bool,
@@ -49,6 +54,7 @@ impl RingConsumer {
         if let Some(v) = poll(self)? {
             return Ok(Some(v));
         }
+        self.check_stuck()?;
         let Some(ended) = self.check_ended(force_probe)? else {
             return Ok(None);
         };

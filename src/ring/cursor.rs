@@ -379,7 +379,7 @@ impl RingConsumer {
     /// can have stored (more than a ring ahead of what we released: it would have
     /// overwritten it) says nothing about our record: a peer scribbled the header, and the
     /// producer's next commit overwrites it.
-    fn check_stuck(&self) -> Result<(), RecvTimeoutError> {
+    pub(super) fn check_stuck(&self) -> Result<(), RecvTimeoutError> {
         let c = self.d.skip_short(self.cursor);
         // Acquire pairs with the Release tail store in `writer.rs` `store_tail`: every stamp
         // below this tail is visible.

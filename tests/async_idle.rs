@@ -1,0 +1,178 @@
+//! What an idle asynchronous wait costs, counted (never timed): an async consumer waiting
+//! on a live producer process that sends nothing makes its waiter thread sleep once and
+//! stay asleep (no periodic liveness probes), and still learns of the producer's death at
+//! once, from the producer's death notice (a robust futex the kernel marks). And since
+//! nothing wakes an idle wait periodically any more, a stream stuck on a corrupt record
+//! must be reported before the wait registers. Its own test binary: the waiter's counters
+//! are per process, and no other test's words may wake it.
+
+#[macro_use]
+mod common;
+
+use common::{report, wait_to_be_killed, ChildProcess, ChildSpec, SegmentRef, ShmName, HANG_GUARD};
+use shmcast::asynch::waiter_stats;
+use shmcast::fuzzing::HostileSegment;
+use shmcast::{AsyncConsumer, AsyncLossyConsumer, Consumer, Producer, RecvError, WaitPolicy};
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+const ENTRY: &str = "child_process";
+
+/// A producer that sends nothing: it waits for its consumer, says so, and waits to be
+/// killed.
+fn child_process(spec: &ChildSpec) {
+    assert_eq!(spec.role, "idle_producer");
+    let SegmentRef::Name(name) = &spec.segment else {
+        panic!("a named segment");
+    };
+    let p = Producer::builder()
+        .capacity(64 << 10)
+        .create(name)
+        .expect("create");
+    p.wait_for_consumers(1, HANG_GUARD).expect("consumer");
+    report("ready", 0);
+    wait_to_be_killed();
+}
+
+/// Wait (bounded by the hang guard) until `cond` holds.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + HANG_GUARD;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {HANG_GUARD:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// An async consumer waits for a second on a producer process that lives and sends
+/// nothing: its waiter thread does not wake (before the death notice it woke every 20 ms
+/// to probe the producer's lock: some 50 sleeps and 50 probes in that second). Then the
+/// producer is killed with `SIGKILL`: the wait ends with `ProducerDied`, learned from the
+/// notice.
+fn an_idle_async_wait_sleeps_until_the_producer_dies() {
+    let name = ShmName::new("idle");
+    let spec = ChildSpec {
+        role: "idle_producer".into(),
+        segment: SegmentRef::Name(name.as_str().into()),
+        max_message: 1024,
+        wait: WaitPolicy::default(),
+    };
+    let mut child = ChildProcess::command("producer", ENTRY, &spec).spawn();
+    let consumer = Consumer::builder()
+        .wait_for_segment(HANG_GUARD)
+        .open(name.as_str())
+        .expect("attach");
+    child.expect("ready");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_time()
+        .build()
+        .expect("tokio runtime");
+    let before = waiter_stats();
+    let task = rt.spawn(async move {
+        let mut c = AsyncConsumer::new(consumer);
+        c.recv().await.map(|m| m.seq())
+    });
+    // Registered, and the waiter asleep on the words (the data word and the notice).
+    wait_until("the wait registers", || {
+        let s = waiter_stats();
+        s.registrations > before.registrations && s.sleeps > before.sleeps
+    });
+    let idle_from = waiter_stats();
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_to = waiter_stats();
+    assert!(!task.is_finished(), "nothing was sent");
+    let sleeps = idle_to.sleeps - idle_from.sleeps;
+    let probes = idle_to.probes - idle_from.probes;
+    // A slower machine only makes these smaller. One sleep of slack: the registration's
+    // own rescan may fall just after the first sample.
+    assert!(
+        sleeps <= 1 && probes == 0,
+        "an idle wait woke its waiter {sleeps} times and probed {probes} times in a second"
+    );
+    assert!(
+        idle_to.futex_waitv,
+        "this test needs futex_waitv (Linux 5.16+)"
+    );
+
+    child.kill();
+    let got = rt.block_on(async {
+        tokio::time::timeout(HANG_GUARD, task)
+            .await
+            .expect("ProducerDied within the hang guard")
+            .expect("task")
+    });
+    assert_eq!(got, Err(RecvError::ProducerDied));
+    let after = waiter_stats();
+    assert!(
+        after.notices > idle_to.notices,
+        "the death came from the notice: {after:?}"
+    );
+}
+
+/// Poll `fut` once (a waker that does nothing: a registered wait would never be woken).
+fn poll_once<F: Future>(fut: F) -> Poll<F::Output> {
+    pin!(fut).poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// A heap ring of 256 bytes that wrapped twice, then three more messages of which the
+/// consumers read the first; the second (at position 672: 32-byte records) has its stamp
+/// overwritten by a peer with `stamp`, while the producer's tail says it was published.
+fn stuck_at_the_second_of_three(stamp: u64) -> (Producer, AsyncConsumer, AsyncLossyConsumer) {
+    let mut p = Producer::builder()
+        .capacity(256)
+        .create_in_process()
+        .expect("valid config");
+    let mut c = Consumer::builder().attach_to(&p).expect("attach");
+    let mut lossy = Consumer::builder().lossy().attach_to(&p).expect("attach");
+    let mut buf = Vec::new();
+    for i in 0..21u8 {
+        p.send(&[i; 8]).expect("send");
+        assert_eq!(c.try_recv().expect("message").seq(), u64::from(i));
+        assert_eq!(lossy.try_recv_into(&mut buf), Ok(u64::from(i)));
+    }
+    for i in 21..23u8 {
+        p.send(&[i; 8]).expect("send");
+    }
+    let seg = HostileSegment::of_producer(&p).expect("a heap ring");
+    // SAFETY: no message of this ring is held in place while it is scribbled on.
+    unsafe { seg.scribble_ring(672, &stamp.to_ne_bytes()) }
+    (p, AsyncConsumer::new(c), AsyncLossyConsumer::new(lossy))
+}
+
+/// A stream stuck on a corrupt record (a stamp overwritten behind the published tail)
+/// is reported by the first poll of an async receive, lossless and lossy, for every kind
+/// of bad stamp: an async wait that registered would sleep until the data word changes,
+/// and on a stuck stream it may never change again. (Before, the registration was handed
+/// back after a second for a full check; without that, only the check before registering
+/// stands between a corrupt record and a silent stall.)
+fn an_async_receive_reports_a_stuck_stream_before_it_waits() {
+    for stamp in [672 - 256, 0, (1 << 63) | 22, 0x1234_5678] {
+        let (_p, mut c, mut lossy) = stuck_at_the_second_of_three(stamp);
+        match poll_once(c.recv()) {
+            Poll::Ready(Err(RecvError::Corrupt(_))) => {}
+            Poll::Ready(other) => panic!("stamp {stamp:#x}: {:?}", other.map(|m| m.seq())),
+            Poll::Pending => panic!("stamp {stamp:#x}: the lossless receive waits"),
+        }
+        let mut buf = Vec::new();
+        match poll_once(lossy.recv_into(&mut buf)) {
+            Poll::Ready(Err(RecvError::Corrupt(_))) => {}
+            Poll::Ready(other) => panic!("stamp {stamp:#x}: lossy {other:?}"),
+            Poll::Pending => panic!("stamp {stamp:#x}: the lossy receive waits"),
+        }
+    }
+}
+
+fn main() {
+    common::harness::main(
+        Some(child_process),
+        &[
+            case!(an_idle_async_wait_sleeps_until_the_producer_dies),
+            case!(an_async_receive_reports_a_stuck_stream_before_it_waits),
+        ],
+    );
+}
