@@ -3,8 +3,15 @@
 use std::time::Duration;
 
 /// How long one futex sleep may last before the sleeper re-checks peer liveness, even if
-/// nobody woke it (a waker may have died between publishing and waking).
+/// nobody woke it (a waker may have died between publishing and waking): the producer's
+/// sleeps for space, and a consumer's where it cannot sleep on the producer's death notice
+/// as well (see `NOTICE_BACKSTOP`).
 pub(crate) const SLEEP_BOUND: Duration = Duration::from_millis(20);
+
+/// How long a consumer's sleep may last while it also sleeps on the producer's death
+/// notice (the kernel wakes it if the producer dies): the notice is a hint another process
+/// could scribble, so the producer's lock is still probed this often.
+pub(crate) const NOTICE_BACKSTOP: Duration = Duration::from_secs(5);
 
 /// How often a gated producer (or a starved consumer) probes its peers' liveness locks.
 pub(crate) const PROBE_INTERVAL: Duration = Duration::from_millis(5);

@@ -143,13 +143,14 @@ pub use futures_core::Stream;
 pub use producer::AsyncProducer;
 pub use waiter::WaiterStats;
 
-/// Test hook (feature `test-hooks`): the waiter, if it is made after this call, does
-/// without `futex_waitv` (one thread per futex word), as on a kernel without it. Not part
+/// Test hook (feature `test-hooks`): this process does without `futex_waitv` from now on,
+/// as on a kernel without it: the waiter, if it is made after this call, watches one futex
+/// word per thread, and blocking sleeps do not watch the producer's death notice. Not part
 /// of the API.
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub fn without_futex_waitv() {
-    waiter::NO_WAITV.store(true, std::sync::atomic::Ordering::Relaxed);
+    crate::os::futex::disable_waitv();
 }
 
 /// Counters of this process's waiter threads (all asynchronous handles): how many waits

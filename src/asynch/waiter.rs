@@ -46,7 +46,7 @@
 
 use super::sys::{self, FutexWaitv, Waited};
 use crate::os::fork;
-use crate::os::robust::{OWNER_DIED, TID_MASK, WAITERS};
+use crate::os::robust::{self, Notice};
 use crate::region::{LockId, Region};
 use crate::wait::SLEEP_BOUND;
 use std::collections::HashMap;
@@ -212,11 +212,6 @@ pub(crate) struct Waiter {
 
 static WAITER: AtomicPtr<Waiter> = AtomicPtr::new(std::ptr::null_mut());
 
-/// Test hook: waiters made from now on do without `futex_waitv`.
-#[cfg(feature = "test-hooks")]
-pub(crate) static NO_WAITV: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
-
 /// This process's waiter, made on first use (and again in a forked child).
 fn waiter() -> &'static Waiter {
     let generation = fork::generation();
@@ -244,12 +239,9 @@ fn waiter() -> &'static Waiter {
 
 impl Waiter {
     fn new(generation: u32) -> Waiter {
-        let allowed = std::env::var("SHMCAST_FUTEX_WAITV").map_or(true, |v| v != "0");
-        #[cfg(feature = "test-hooks")]
-        let allowed = allowed && !NO_WAITV.load(Relaxed);
         Waiter {
             generation,
-            waitv: allowed && sys::has_futex_waitv(),
+            waitv: crate::os::futex::waitv_usable(),
             table: Mutex::new(Table {
                 words: HashMap::new(),
                 shards: Vec::new(),
@@ -568,51 +560,6 @@ struct Scan {
     drop_word: bool,
 }
 
-/// What a producer's death notice says.
-enum Notice {
-    /// A live owner: sleep on the word while it holds this value (`WAITERS` set).
-    Owned(u32),
-    /// Its owner died (the kernel marked it).
-    Died,
-    /// Nobody owns it (no notice: the lock must be probed on a tick).
-    Unowned,
-}
-
-/// Read the death notice at `addr` and make it ready to sleep on: set `WAITERS` (the
-/// kernel wakes waiters of a dead owner only if it is set); on a death, clear `WAITERS`
-/// and wake every waiter (the kernel woke only one: pass the news on to the other
-/// processes).
-fn arm_notice(addr: usize) -> Notice {
-    // SAFETY: the caller keeps the region of the notice mapped (`Word::region`).
-    let word = unsafe { &*(addr as *const AtomicU32) };
-    // Relaxed, as every access to the notice: it carries no data, only "the owner lives"
-    // (its writers are `os/robust.rs` and the kernel); a death is confirmed by the
-    // producer lock's probe, whose Acquire orders what the producer did.
-    let v = word.load(Relaxed);
-    if v & OWNER_DIED != 0 {
-        if v & WAITERS != 0
-            && word
-                .compare_exchange(v, v & !WAITERS, Relaxed, Relaxed)
-                .is_ok()
-        {
-            crate::os::futex::wake_all(word);
-        }
-        return Notice::Died;
-    }
-    if v & TID_MASK == 0 {
-        return Notice::Unowned;
-    }
-    if v & WAITERS != 0 {
-        return Notice::Owned(v);
-    }
-    match word.compare_exchange(v, v | WAITERS, Relaxed, Relaxed) {
-        Ok(_) => Notice::Owned(v | WAITERS),
-        // It changed meanwhile: sleeping on the old value returns at once, and the next
-        // scan looks again.
-        Err(_) => Notice::Owned(v),
-    }
-}
-
 /// Scan one word at `now`: fire the entries whose word changed, whose producer died, or
 /// whose bound passed (their wakers go to `wake`); arm the producer's death notice of a
 /// data word (with `futex_waitv`) and probe the producer's lock when it is due.
@@ -631,7 +578,8 @@ fn scan_word(
     let mut dead = false;
     if word.kind == Kind::Data {
         let said = match word.notice {
-            Some(n) if waitv => arm_notice(n),
+            // SAFETY: the notice lies in `word.region`, which stays mapped.
+            Some(n) if waitv => robust::arm(unsafe { &*(n as *const AtomicU32) }),
             _ => Notice::Unowned,
         };
         let interval = match said {

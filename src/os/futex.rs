@@ -3,8 +3,9 @@
 //! `FUTEX_WAIT_BITSET` with an absolute `CLOCK_MONOTONIC` deadline, so a wait interrupted by
 //! a signal (`EINTR`) retries with the same deadline instead of sleeping longer.
 
+use std::io;
 use std::sync::atomic::AtomicU32;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Why a futex wait returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,4 +92,214 @@ pub(crate) fn wake_all(word: &AtomicU32) -> usize {
         )
     };
     usize::try_from(r).unwrap_or(0)
+}
+
+// ---- futex_waitv and private futexes (the asynchronous waiter, the death notice) ----
+
+/// `futex_waitv(2)`: the same number on every architecture (the generic syscall table).
+const SYS_FUTEX_WAITV: libc::c_long = 449;
+/// A 32-bit futex word (`FUTEX2_SIZE_U32`).
+const FUTEX2_SIZE_U32: u32 = 0x02;
+#[cfg(feature = "tokio")]
+/// A futex of this process only (`FUTEX2_PRIVATE`, the same bit as `FUTEX_PRIVATE_FLAG`).
+const FUTEX2_PRIVATE: u32 = 128;
+/// The kernel's limit on the words of one `futex_waitv` call (`FUTEX_WAITV_MAX`).
+pub(crate) const WAITV_MAX: usize = 128;
+
+/// One word of a `futex_waitv` call (`struct futex_waitv`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FutexWaitv {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+impl FutexWaitv {
+    /// Wait while the shared (cross-process) word at `word` holds `val`.
+    pub(crate) fn shared(word: *const AtomicU32, val: u32) -> FutexWaitv {
+        FutexWaitv {
+            val: u64::from(val),
+            uaddr: word as u64,
+            flags: FUTEX2_SIZE_U32,
+            reserved: 0,
+        }
+    }
+
+    #[cfg(feature = "tokio")]
+    /// Wait while the private (this process's) word at `word` holds `val`.
+    pub(crate) fn private(word: *const AtomicU32, val: u32) -> FutexWaitv {
+        FutexWaitv {
+            flags: FUTEX2_SIZE_U32 | FUTEX2_PRIVATE,
+            ..FutexWaitv::shared(word, val)
+        }
+    }
+}
+
+/// Why a wait returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Waited {
+    /// Woken, or a word did not hold its value (`EAGAIN`), or a signal: look again.
+    Woken,
+    /// The deadline passed.
+    TimedOut,
+    /// A word's address is not mapped (`EFAULT`): the caller's bookkeeping is wrong.
+    Fault,
+}
+
+/// `deadline` as an absolute `CLOCK_MONOTONIC` time (what `Instant` measures on Linux;
+/// converted through the distance from now, so the two clocks need not share an epoch).
+fn absolute(deadline: Instant) -> libc::timespec {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let now = monotonic_now();
+    let left = left.min(Duration::from_secs(1 << 30));
+    let mut sec = now.tv_sec + left.as_secs() as libc::time_t;
+    let mut nsec = now.tv_nsec + libc::c_long::from(left.subsec_nanos() as i32);
+    if nsec >= 1_000_000_000 {
+        nsec -= 1_000_000_000;
+        sec += 1;
+    }
+    libc::timespec {
+        tv_sec: sec,
+        tv_nsec: nsec,
+    }
+}
+
+fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// `futex_waitv` state of this process: unknown yet, usable, or not (missing, refused,
+/// turned off with `SHMCAST_FUTEX_WAITV=0`, or by a test hook).
+static WAITV: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(WAITV_UNKNOWN);
+const WAITV_UNKNOWN: u8 = 0;
+const WAITV_YES: u8 = 1;
+const WAITV_NO: u8 = 2;
+
+/// May this process sleep with `futex_waitv`? (Asked of the kernel once.)
+pub(crate) fn waitv_usable() -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    // Relaxed: a cached answer to a question whose every asker gets the same answer.
+    match WAITV.load(Relaxed) {
+        WAITV_YES => true,
+        WAITV_NO => false,
+        _ => {
+            let allowed = std::env::var("SHMCAST_FUTEX_WAITV").map_or(true, |v| v != "0");
+            let yes = allowed && has_futex_waitv();
+            // A test hook that said "no" first wins.
+            let _ = WAITV.compare_exchange(
+                WAITV_UNKNOWN,
+                if yes { WAITV_YES } else { WAITV_NO },
+                Relaxed,
+                Relaxed,
+            );
+            WAITV.load(Relaxed) == WAITV_YES
+        }
+    }
+}
+
+/// Test hook: this process does without `futex_waitv` from now on (as on a kernel without
+/// it).
+#[cfg(feature = "test-hooks")]
+pub(crate) fn disable_waitv() {
+    WAITV.store(WAITV_NO, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Does this kernel have `futex_waitv`? (Asked with an empty vector: `EINVAL` if it does,
+/// `ENOSYS` if not, `EPERM` under a seccomp filter that refuses it.)
+fn has_futex_waitv() -> bool {
+    // SAFETY: an empty vector (no address is read), no timeout.
+    let r = unsafe {
+        libc::syscall(
+            SYS_FUTEX_WAITV,
+            core::ptr::null::<FutexWaitv>(),
+            0u32,
+            0u32,
+            core::ptr::null::<libc::timespec>(),
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    r < 0 && errno() == libc::EINVAL
+}
+
+/// Sleep until a word of `words` no longer holds its value or is woken, or `deadline`.
+///
+/// # Safety
+/// Every address in `words` points to a live, 4-byte-aligned `AtomicU32` for the whole
+/// call (the caller keeps the memory mapped).
+pub(crate) unsafe fn futex_waitv(words: &[FutexWaitv], deadline: Option<Instant>) -> Waited {
+    debug_assert!(!words.is_empty() && words.len() <= WAITV_MAX);
+    let ts = deadline.map(absolute);
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(core::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `words` is a valid array of `words.len()` `struct futex_waitv`, whose
+    // addresses the caller keeps valid; `ts_ptr` is null or a valid timespec that outlives
+    // the call, absolute on CLOCK_MONOTONIC; flags must be 0.
+    let r = unsafe {
+        libc::syscall(
+            SYS_FUTEX_WAITV,
+            words.as_ptr(),
+            words.len() as u32,
+            0u32,
+            ts_ptr,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if r >= 0 {
+        return Waited::Woken;
+    }
+    match errno() {
+        libc::ETIMEDOUT => Waited::TimedOut,
+        libc::EFAULT => Waited::Fault,
+        // EAGAIN (a value differed), EINTR (a signal): look again.
+        _ => Waited::Woken,
+    }
+}
+
+#[cfg(feature = "tokio")]
+/// Sleep while the private word `word` holds `val`, until `deadline` if any.
+pub(crate) fn futex_wait_private(word: &AtomicU32, val: u32, deadline: Option<Instant>) -> Waited {
+    let ts = deadline.map(absolute);
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(core::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a live AtomicU32 of this process; `ts_ptr` is null or a valid
+    // timespec (absolute on CLOCK_MONOTONIC with FUTEX_WAIT_BITSET) that outlives the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT_BITSET | libc::FUTEX_PRIVATE_FLAG,
+            val,
+            ts_ptr,
+            core::ptr::null::<u32>(),
+            libc::FUTEX_BITSET_MATCH_ANY,
+        )
+    };
+    if r == 0 {
+        return Waited::Woken;
+    }
+    match errno() {
+        libc::ETIMEDOUT => Waited::TimedOut,
+        _ => Waited::Woken,
+    }
+}
+
+#[cfg(feature = "tokio")]
+/// Wake the waiter sleeping on the private word `word`.
+pub(crate) fn futex_wake_private(word: &AtomicU32) {
+    // SAFETY: `word` is a live AtomicU32; FUTEX_WAKE only uses its address as a key.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            1,
+            core::ptr::null::<libc::timespec>(),
+            core::ptr::null::<u32>(),
+            0u32,
+        );
+    }
 }

@@ -208,3 +208,47 @@ unsafe fn run(addr: usize, ready: mpsc::SyncSender<io::Result<()>>, stop: mpsc::
         std::mem::forget(head);
     }
 }
+
+/// What a death notice says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// A live owner: sleep on the word while it holds this value (`WAITERS` set).
+    Owned(u32),
+    /// Its owner died (the kernel marked it).
+    Died,
+    /// Nobody owns it: there is no notice to sleep on.
+    Unowned,
+}
+
+/// Read the death notice `word` and make it ready to sleep on: set `WAITERS` (the kernel
+/// wakes waiters of a dead owner's word only if it is set). On a death, clear `WAITERS`
+/// and wake every waiter: the kernel woke only one, which passes the news on to the others
+/// (of every process).
+pub(crate) fn arm(word: &AtomicU32) -> Notice {
+    // Relaxed, as every access to the notice: it carries no data, only "the owner lives"
+    // (its writers are `run` above and the kernel); a death is confirmed by probing the
+    // producer lock, whose Acquire orders what the producer did.
+    let v = word.load(Relaxed);
+    if v & OWNER_DIED != 0 {
+        if v & WAITERS != 0
+            && word
+                .compare_exchange(v, v & !WAITERS, Relaxed, Relaxed)
+                .is_ok()
+        {
+            wake_all(word);
+        }
+        return Notice::Died;
+    }
+    if v & TID_MASK == 0 {
+        return Notice::Unowned;
+    }
+    if v & WAITERS != 0 {
+        return Notice::Owned(v);
+    }
+    match word.compare_exchange(v, v | WAITERS, Relaxed, Relaxed) {
+        Ok(_) => Notice::Owned(v | WAITERS),
+        // It changed meanwhile: a sleep on the old value returns at once, and the caller
+        // looks again.
+        Err(_) => Notice::Owned(v),
+    }
+}

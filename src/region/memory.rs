@@ -5,17 +5,18 @@ use crate::error::{CreateError, OpenError};
 use crate::layout::{
     unpublished, Geometry, Header, RawLayout, Slot, HEADER_SIZE, PRODUCER_NONE, SLOT_SIZE,
 };
-use crate::os::futex;
 pub(crate) use crate::os::futex::Wake;
+use crate::os::futex::{self, FutexWaitv, Waited};
 use crate::os::lock::Locks;
-use crate::os::robust::RobustWord;
+use crate::os::robust::{self, Notice, RobustWord};
 use crate::os::segment::{self, MapOptions, Mapping, OpenOptions, Source};
 use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use crate::wait::{NOTICE_BACKSTOP, SLEEP_BOUND};
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 enum Backing {
     /// Zeroed heap memory shared by threads of this process; liveness locks are flags.
@@ -316,6 +317,42 @@ impl Region {
     /// Sleep while `*word == expected`, at most `timeout`.
     pub(crate) fn wait(&self, word: &AtomicU32, expected: u32, timeout: Duration) -> Wake {
         futex::wait(word, expected, timeout)
+    }
+
+    /// A consumer's sleep on the data futex `word` while it holds `expected`, for at most
+    /// `remaining` (`None`: no deadline). Where it can, it sleeps on the producer's death
+    /// notice too (`futex_waitv`), bounded by `NOTICE_BACKSTOP`: `TimedOut` then also when
+    /// the notice changed (the producer died or left: probe its lock now). Otherwise (a
+    /// heap ring, no `futex_waitv`, no notice owned, or one that says "died" while the
+    /// lock is held: a takeover under way) a plain sleep bounded by `SLEEP_BOUND`.
+    pub(crate) fn wait_for_data(
+        &self,
+        word: &AtomicU32,
+        expected: u32,
+        remaining: Option<Duration>,
+    ) -> Wake {
+        let bounded = |b: Duration| remaining.map_or(b, |r| r.min(b));
+        let notice = match self.alive_word() {
+            Some(n) if futex::waitv_usable() => n,
+            _ => return futex::wait(word, expected, bounded(SLEEP_BOUND)),
+        };
+        let Notice::Owned(armed) = robust::arm(notice) else {
+            return futex::wait(word, expected, bounded(SLEEP_BOUND));
+        };
+        let words = [
+            FutexWaitv::shared(word, expected),
+            FutexWaitv::shared(notice, armed),
+        ];
+        let deadline = Instant::now() + bounded(NOTICE_BACKSTOP);
+        // SAFETY: both words lie in this region's memory, mapped while `self` lives (the
+        // caller holds the region for the whole call).
+        let waited = unsafe { futex::futex_waitv(&words, Some(deadline)) };
+        // Relaxed: a hint (see `os/robust.rs`); the probe that follows decides.
+        if waited == Waited::TimedOut || notice.load(Ordering::Relaxed) != armed {
+            Wake::TimedOut
+        } else {
+            Wake::Woken
+        }
     }
 
     /// Wake every sleeper on `word`.

@@ -183,6 +183,7 @@ impl Region {
                 epoch: AtomicU32::new(0),
                 evicting: AtomicU32::new(0),
                 pid: AtomicU32::new(0),
+                alive: AtomicU32::new(0),
             }),
         });
         let slots = (0..geo.max_consumers)
@@ -273,6 +274,17 @@ impl Region {
         }
         drop(self.cv.wait(guard).unwrap());
         Wake::Woken
+    }
+
+    /// A consumer's sleep on the data futex (the model has no death notice: the futex's
+    /// condition variable, as `wait`).
+    pub(crate) fn wait_for_data(
+        &self,
+        word: &AtomicU32,
+        expected: u32,
+        remaining: Option<Duration>,
+    ) -> Wake {
+        self.wait(word, expected, remaining.unwrap_or(Duration::ZERO))
     }
 
     pub(crate) fn wake_all(&self, _word: &AtomicU32) {

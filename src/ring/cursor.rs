@@ -475,7 +475,13 @@ impl RingConsumer {
             match step {
                 Step::Spin => crate::sync::spin_loop(),
                 Step::Yield => crate::sync::yield_now(),
-                Step::Sleep => force_probe = self.sleep(remaining) == Wake::TimedOut,
+                Step::Sleep => {
+                    // A sleep may last until the data word changes (seconds, with the
+                    // producer's death notice): a stream stuck on a corrupt record, which
+                    // no publication will mend, is reported before, not at a probe.
+                    self.check_stuck()?;
+                    force_probe = self.sleep(remaining) == Wake::TimedOut;
+                }
             }
             n = n.saturating_add(1);
         }

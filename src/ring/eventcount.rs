@@ -12,8 +12,10 @@
 //! a generation: while woken sleepers are on their way back to a CPU (tens of microseconds
 //! on an idle VM) later publications make no syscall, and a sleeper that died costs one
 //! needless wake-up, not one per message. Bumping the word makes a sleeper that read the
-//! old value return at once instead of sleeping. Sleeps are bounded (`SLEEP_BOUND`) so a
-//! sleeper re-checks peer liveness even if a waker died between publishing and waking.
+//! old value return at once instead of sleeping. Sleeps are bounded so a sleeper re-checks
+//! peer liveness even if a waker died between publishing and waking: a consumer that also
+//! sleeps on the producer's death notice (`Region::wait_for_data`), which the kernel wakes
+//! when the producer's process dies, by a 5 s backstop; every other sleep by `SLEEP_BOUND`.
 //!
 //! Both fences are real hardware fences in every mode: an asymmetric variant (a compiler
 //! fence on the waker, `membarrier` on the sleeper) saves the waker's fence but interrupts
@@ -134,7 +136,7 @@ impl RingConsumer {
     /// For waiters that do not block here (asynchronous ones): announce a sleep on the data
     /// futex and re-check. `None` if there is something to poll now (a record, a lap, or
     /// the end of the stream); otherwise the futex word to wait on and the value it must
-    /// change from, for at most `SLEEP_BOUND` before polling again (liveness).
+    /// change from (the waiter watches the producer's liveness meanwhile).
     #[cfg(all(not(shmcast_loom), feature = "tokio"))]
     pub(crate) fn prepare_wait(&mut self) -> Option<(&crate::sync::atomic::AtomicU32, u32)> {
         let h = self.region.header();
@@ -148,23 +150,23 @@ impl RingConsumer {
         Some((&h.data.word, seen))
     }
 
-    /// Sleep on the data futex until the producer publishes (or a bound passes).
+    /// Sleep on the data futex until the producer publishes, or its death notice changes,
+    /// or a bound passes (`TimedOut`: probe the producer's liveness now). See
+    /// `Region::wait_for_data`: with the producer's death notice, the bound is 5 s (a
+    /// backstop), else `SLEEP_BOUND`.
     pub(super) fn sleep(&mut self, remaining: Option<Duration>) -> Wake {
         let region = Arc::clone(&self.region);
         let h = region.header();
+        let seen = announce(&h.data);
         // A stream closed for good (CLOSED stored and the producer lock free) ends the wait;
         // while the closing producer still holds its lock, sleep: its wake follows.
-        let ready = || {
-            self.ready()
-                || (h.control.state.load(Relaxed) == PRODUCER_CLOSED
-                    && !region.held_by_other(LockId::Producer))
-        };
-        match sleep(&region, &h.data, bound(remaining), ready) {
-            None => Wake::Woken,
-            Some(w) => {
-                self.stats.sleeps += 1;
-                w
-            }
+        if self.ready()
+            || (h.control.state.load(Relaxed) == PRODUCER_CLOSED
+                && !region.held_by_other(LockId::Producer))
+        {
+            return Wake::Woken;
         }
+        self.stats.sleeps += 1;
+        region.wait_for_data(&h.data.word, seen, remaining)
     }
 }

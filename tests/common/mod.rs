@@ -894,10 +894,12 @@ pub fn monotonic_ns() -> u64 {
 }
 
 /// Is some thread of process `pid` asleep in a *shared* futex wait (`FUTEX_WAIT_BITSET`
-/// without the private flag), as shmcast's waits are? Read from
+/// without the private flag), as shmcast's waits are, or in `futex_waitv` (a consumer's
+/// sleep on its data word and the producer's death notice)? Read from
 /// `/proc/<pid>/task/*/syscall` (the syscall number, then its arguments: the futex word's
-/// address and the operation). The process's other waits (thread join, locks) use private
-/// futexes and do not count.
+/// address and the operation). The process's other waits (thread join, locks, the
+/// producer's `shmcast-alive` thread) use private futexes and do not count; nothing else in
+/// these test processes calls `futex_waitv`.
 pub fn in_shared_futex_wait(pid: u32) -> bool {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return false;
@@ -911,7 +913,10 @@ pub fn in_shared_futex_wait(pid: u32) -> bool {
         let op = fields
             .nth(1)
             .and_then(|f| u64::from_str_radix(f.trim_start_matches("0x"), 16).ok());
-        nr == Some(libc::SYS_futex) && op == Some(libc::FUTEX_WAIT_BITSET as u64)
+        /// `futex_waitv(2)`, the same number on every architecture.
+        const SYS_FUTEX_WAITV: libc::c_long = 449;
+        (nr == Some(libc::SYS_futex) && op == Some(libc::FUTEX_WAIT_BITSET as u64))
+            || nr == Some(SYS_FUTEX_WAITV)
     })
 }
 

@@ -1,10 +1,11 @@
-//! What an idle asynchronous wait costs, counted (never timed): an async consumer waiting
-//! on a live producer process that sends nothing makes its waiter thread sleep once and
-//! stay asleep (no periodic liveness probes), and still learns of the producer's death at
-//! once, from the producer's death notice (a robust futex the kernel marks). And since
-//! nothing wakes an idle wait periodically any more, a stream stuck on a corrupt record
-//! must be reported before the wait registers. Its own test binary: the waiter's counters
-//! are per process, and no other test's words may wake it.
+//! What an idle wait costs, counted (never timed): an async consumer waiting on a live
+//! producer process that sends nothing makes its waiter thread sleep once and stay asleep
+//! (no periodic liveness probes), and a blocking consumer sleeps once per `recv_timeout`
+//! instead of every 20 ms; both still learn of the producer's death at once, from the
+//! producer's death notice (a robust futex the kernel marks). And since nothing wakes an
+//! idle wait periodically any more, a stream stuck on a corrupt record must be reported
+//! before the wait sleeps. Its own test binary: the waiter's counters are per process, and
+//! no other test's words may wake it.
 
 #[macro_use]
 mod common;
@@ -12,10 +13,13 @@ mod common;
 use common::{report, wait_to_be_killed, ChildProcess, ChildSpec, SegmentRef, ShmName, HANG_GUARD};
 use shmcast::asynch::waiter_stats;
 use shmcast::fuzzing::HostileSegment;
-use shmcast::{AsyncConsumer, AsyncLossyConsumer, Consumer, Producer, RecvError, WaitPolicy};
+use shmcast::{
+    AsyncConsumer, AsyncLossyConsumer, Consumer, Producer, RecvError, RecvTimeoutError, WaitPolicy,
+};
 use std::future::Future;
 use std::pin::pin;
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 const ENTRY: &str = "child_process";
@@ -114,9 +118,71 @@ fn an_idle_async_wait_sleeps_until_the_producer_dies() {
     );
 }
 
+/// A blocking consumer (sleeping at once) waits a second on a producer process that lives
+/// and sends nothing: it sleeps once, for the whole second (before the death notice its
+/// sleep was bounded by 20 ms: some 50 sleeps). Then the producer is killed with `SIGKILL`
+/// while it sleeps again: `ProducerDied`, and the sleep that ended was the only one (the
+/// notice woke it; a bounded sleep would have needed no notice but taken its 20 ms ticks).
+fn an_idle_blocking_wait_sleeps_until_the_producer_dies() {
+    let name = ShmName::new("idle-blocking");
+    let spec = ChildSpec {
+        role: "idle_producer".into(),
+        segment: SegmentRef::Name(name.as_str().into()),
+        max_message: 1024,
+        wait: WaitPolicy::default(),
+    };
+    let mut child = ChildProcess::command("producer", ENTRY, &spec).spawn();
+    let mut c = Consumer::builder()
+        .wait_policy(WaitPolicy::Adaptive {
+            spins: 0,
+            yields: 0,
+        })
+        .wait_for_segment(HANG_GUARD)
+        .open(name.as_str())
+        .expect("attach");
+    child.expect("ready");
+    let before = c.stats().sleeps;
+    assert_eq!(
+        c.recv_timeout(Duration::from_secs(1)).map(|m| m.seq()),
+        Err(RecvTimeoutError::Timeout)
+    );
+    let sleeps = c.stats().sleeps - before;
+    // A slower machine only makes this smaller (fewer, longer sleeps); a signal could add
+    // one.
+    assert!(
+        (1..=2).contains(&sleeps),
+        "an idle recv_timeout of a second slept {sleeps} times"
+    );
+    let killer = std::thread::spawn(move || {
+        // Not a timing assumption: whenever it lands, recv must end with ProducerDied;
+        // this only makes it likely that the consumer is asleep by then.
+        std::thread::sleep(Duration::from_millis(200));
+        child.kill();
+    });
+    let before = c.stats().sleeps;
+    assert_eq!(
+        c.recv_timeout(HANG_GUARD).map(|m| m.seq()),
+        Err(RecvTimeoutError::ProducerDied)
+    );
+    killer.join().expect("killer");
+    let sleeps = c.stats().sleeps - before;
+    assert!(
+        sleeps <= 2,
+        "{sleeps} sleeps until the death was seen: the sleep was not woken by the notice"
+    );
+}
+
+/// A waker that does nothing (`Waker::noop` needs Rust 1.85; the crate supports 1.82).
+struct Noop;
+
+impl Wake for Noop {
+    fn wake(self: Arc<Self>) {}
+}
+
 /// Poll `fut` once (a waker that does nothing: a registered wait would never be woken).
 fn poll_once<F: Future>(fut: F) -> Poll<F::Output> {
-    pin!(fut).poll(&mut Context::from_waker(Waker::noop()))
+    let waker = Waker::from(Arc::new(Noop));
+    pin!(fut).poll(&mut Context::from_waker(&waker))
 }
 
 /// A heap ring of 256 bytes that wrapped twice, then three more messages of which the
@@ -127,8 +193,20 @@ fn stuck_at_the_second_of_three(stamp: u64) -> (Producer, AsyncConsumer, AsyncLo
         .capacity(256)
         .create_in_process()
         .expect("valid config");
-    let mut c = Consumer::builder().attach_to(&p).expect("attach");
-    let mut lossy = Consumer::builder().lossy().attach_to(&p).expect("attach");
+    // Sleeping at once, for the blocking test (the async handles ignore the policy).
+    let policy = WaitPolicy::Adaptive {
+        spins: 0,
+        yields: 0,
+    };
+    let mut c = Consumer::builder()
+        .wait_policy(policy)
+        .attach_to(&p)
+        .expect("attach");
+    let mut lossy = Consumer::builder()
+        .wait_policy(policy)
+        .lossy()
+        .attach_to(&p)
+        .expect("attach");
     let mut buf = Vec::new();
     for i in 0..21u8 {
         p.send(&[i; 8]).expect("send");
@@ -167,12 +245,42 @@ fn an_async_receive_reports_a_stuck_stream_before_it_waits() {
     }
 }
 
+/// The blocking receive likewise reports a stuck stream before its first sleep (which may
+/// now last seconds: until the data word changes, or the producer's death notice, or a
+/// 5 s backstop), lossless and lossy, with the policy that sleeps at once.
+fn a_blocking_receive_reports_a_stuck_stream_before_it_sleeps() {
+    for stamp in [672 - 256, 0, (1 << 63) | 22, 0x1234_5678] {
+        let (_p, c, lossy) = stuck_at_the_second_of_three(stamp);
+        let mut c = c.into_inner();
+        let mut lossy = lossy.into_inner();
+        let r = c.recv_timeout(HANG_GUARD).map(|m| m.seq());
+        assert!(
+            matches!(r, Err(RecvTimeoutError::Corrupt(_))),
+            "stamp {stamp:#x}: {r:?}"
+        );
+        assert_eq!(c.stats().sleeps, 0, "stamp {stamp:#x}: slept first");
+        let mut buf = Vec::new();
+        let r = lossy.recv_timeout_into(&mut buf, HANG_GUARD);
+        assert!(
+            matches!(r, Err(RecvTimeoutError::Corrupt(_))),
+            "stamp {stamp:#x}: lossy {r:?}"
+        );
+        assert_eq!(
+            lossy.stats().sleeps,
+            0,
+            "stamp {stamp:#x}: lossy slept first"
+        );
+    }
+}
+
 fn main() {
     common::harness::main(
         Some(child_process),
         &[
             case!(an_idle_async_wait_sleeps_until_the_producer_dies),
+            case!(an_idle_blocking_wait_sleeps_until_the_producer_dies),
             case!(an_async_receive_reports_a_stuck_stream_before_it_waits),
+            case!(a_blocking_receive_reports_a_stuck_stream_before_it_sleeps),
         ],
     );
 }
