@@ -12,7 +12,7 @@
 //! [`QUIT`]).
 //!
 //! - **Wake-up** ([`wake_latency`]): the parent sleeps 1-5 ms (random, so the consumer has
-//!   gone to sleep and nothing phase-locks with the 20 ms liveness ticks), reads the clock
+//!   gone to sleep and nothing phase-locks with a periodic tick), reads the clock
 //!   and sends it; the consumer records its clock minus that stamp on receipt.
 //! - **Idle** ([`idle`]): consumers block on an empty transport; each reports the CPU time
 //!   (`getrusage(RUSAGE_SELF)`: every thread of the process, the waiter thread included)

@@ -376,10 +376,12 @@ fn idle_table(figs: &[(Variant, Result<asynch::IdleFigure, String>)], secs: f64)
         "Every consumer process blocks at once (pinned: all on CPU 1), nothing is sent, then \
          one message ends the wait. CPU: getrusage(RUSAGE_SELF), user + system, every thread \
          of the process (the async consumer's waiter thread and tokio's workers included), \
-         from the consumer's ready to that message. The async consumer's waiter thread ticks \
-         every 20 ms while a task waits (one futex_waitv timeout and one fcntl liveness probe \
-         each) and hands the task back once a second; the blocking consumer's futex sleep is \
-         bounded by 20 ms as well; a tokio UnixStream sleeps in epoll_wait without a timeout.",
+         from the consumer's ready to that message. shmcast consumers sleep on the data word \
+         and on the producer's death notice (a robust futex the kernel wakes when the \
+         producer's process dies), so they wake only for a backstop liveness probe every 5 s \
+         (the async consumer's waiter thread: one futex_waitv timeout and one fcntl each; \
+         the blocking consumer: one futex_waitv timeout and a probe); a tokio UnixStream \
+         sleeps in epoll_wait without a timeout.",
         &[
             ("consumer", "consumer"),
             ("idle", "idle_ns"),
