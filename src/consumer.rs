@@ -317,11 +317,14 @@ impl Consumer {
         ConsumerBuilder::default()
     }
 
+    /// The message guard for `rec`, the record the last poll of this consumer's ring made.
     #[inline]
     fn message(&mut self, rec: Record) -> Message<'_> {
+        let bytes: *const [u8] = self.ring.payload(&rec);
         Message {
             consumer: self,
             rec: Some(rec),
+            bytes,
         }
     }
 
@@ -349,11 +352,19 @@ impl Consumer {
     /// assert_eq!(msg.seq(), 0);
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
+    #[inline]
     pub fn recv(&mut self) -> Result<Message<'_>, RecvError> {
         if !self.owned() {
             return Err(RecvError::Forked);
         }
-        let rec = self.ring.recv(self.wait, None)?;
+        if let Some((rec, bytes)) = self.ring.poll_fast_in_place() {
+            return Ok(Message {
+                consumer: self,
+                rec: Some(rec),
+                bytes,
+            });
+        }
+        let rec = self.ring.recv_slow(self.wait, None)?;
         Ok(self.message(rec))
     }
 
@@ -374,12 +385,26 @@ impl Consumer {
     /// assert_eq!(c.try_recv().unwrap_err(), shmcast::TryRecvError::Empty);
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn try_recv(&mut self) -> Result<Message<'_>, TryRecvError> {
         if !self.owned() {
             return Err(TryRecvError::Forked);
         }
-        match self.ring.try_recv()? {
+        if let Some((rec, bytes)) = self.ring.poll_fast_in_place() {
+            return Ok(Message {
+                consumer: self,
+                rec: Some(rec),
+                bytes,
+            });
+        }
+        self.try_recv_slow()
+    }
+
+    /// `try_recv` beyond the common case (see `RingConsumer::poll_fast`).
+    #[cold]
+    #[inline(never)]
+    fn try_recv_slow(&mut self) -> Result<Message<'_>, TryRecvError> {
+        match self.ring.try_recv_slow()? {
             Some(rec) => Ok(self.message(rec)),
             None => Err(TryRecvError::Empty),
         }
@@ -613,7 +638,17 @@ pub struct Message<'a> {
     consumer: &'a mut Consumer,
     /// `None` once given back unreleased (`recv_value` of the wrong size).
     rec: Option<Record>,
+    /// The payload, found once when the message was received (in the ring, or in the
+    /// consumer's copy of it): valid for as long as `consumer` is borrowed, since the record
+    /// is held (see `RingConsumer::payload`) and the copy changes only at the next receive.
+    bytes: *const [u8],
 }
+
+// SAFETY: `bytes` points into memory the borrowed consumer keeps alive and nobody writes
+// while the message lives; sending or sharing the message is sending or sharing that borrow.
+unsafe impl<'a> Send for Message<'a> where &'a mut Consumer: Send {}
+// SAFETY: as above.
+unsafe impl<'a> Sync for Message<'a> where &'a mut Consumer: Sync {}
 
 impl Message<'_> {
     /// The message's sequence number in the stream (0 for the first message ever sent).
@@ -683,7 +718,9 @@ impl std::ops::Deref for Message<'_> {
     type Target = [u8];
     #[inline]
     fn deref(&self) -> &[u8] {
-        self.consumer.ring.payload(self.record())
+        // SAFETY: see `bytes`: the message borrows its consumer, so the record stays held
+        // (not released, the cursor unmoved) and the bytes unwritten for this `&self`.
+        unsafe { &*self.bytes }
     }
 }
 

@@ -513,7 +513,7 @@ impl Producer {
     /// assert_eq!(p.try_send(b"x"), Err(shmcast::TrySendError::Full));
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
         if !self.owned() {
             return Err(TrySendError::Forked);

@@ -521,26 +521,34 @@ impl Data {
     #[inline]
     pub(crate) unsafe fn copy_in(&self, idx: u64, src: &[u8]) {
         if self.heap {
-            let mut chunks = src.chunks_exact(8);
-            let mut at = idx;
-            for c in &mut chunks {
-                let v = u64::from_ne_bytes(c.try_into().expect("chunk of 8"));
-                // Relaxed: published by the record's Release stamp store.
-                self.word(at).store(v, Ordering::Relaxed);
-                at += 8;
-            }
-            let rest = chunks.remainder();
-            if !rest.is_empty() {
-                let mut w = [0u8; 8];
-                w[..rest.len()].copy_from_slice(rest);
-                // Relaxed: as above.
-                self.word(at)
-                    .store(u64::from_ne_bytes(w), Ordering::Relaxed);
-            }
+            self.copy_in_atomic(idx, src);
             return;
         }
         // SAFETY: bounds and exclusivity are the caller's contract.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr(idx), src.len()) }
+        unsafe { copy_bytes(src.as_ptr(), self.ptr(idx), src.len()) }
+    }
+
+    /// `copy_in` for a heap ring: word-sized atomic stores. Out of line: the compiler treats
+    /// an atomic store as a write to any memory, so inlined into the send path it would make
+    /// the producer's fields be loaded again after the copy, on the mapped path too.
+    #[inline(never)]
+    fn copy_in_atomic(&self, idx: u64, src: &[u8]) {
+        let mut chunks = src.chunks_exact(8);
+        let mut at = idx;
+        for c in &mut chunks {
+            let v = u64::from_ne_bytes(c.try_into().expect("chunk of 8"));
+            // Relaxed: published by the record's Release stamp store.
+            self.word(at).store(v, Ordering::Relaxed);
+            at += 8;
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            // Relaxed: as above.
+            self.word(at)
+                .store(u64::from_ne_bytes(w), Ordering::Relaxed);
+        }
     }
 
     /// Copy ring bytes at the 8-aligned payload index `idx` into `dst` with word-sized
@@ -611,6 +619,39 @@ impl Data {
     #[cfg(any(feature = "test-hooks", fuzzing))]
     pub(crate) fn start(&self) -> usize {
         self.base.as_ptr() as usize
+    }
+}
+
+/// `copy_nonoverlapping(src, dst, len)`, with a 16- to 64-byte copy made inline by two or four
+/// 16-byte moves (the last ones overlapping the first) rather than by a call to `memcpy`:
+/// small messages are the common case of the send path, and the call costs as much as the
+/// copy.
+///
+/// # Safety
+/// As `copy_nonoverlapping`: `len` bytes readable at `src`, writable at `dst`, not
+/// overlapping. Every access stays inside `[0, len)` of both.
+#[inline(always)]
+unsafe fn copy_bytes(src: *const u8, dst: *mut u8, len: usize) {
+    type W = [u8; 16];
+    if (16..=64).contains(&len) {
+        // SAFETY: every offset below is at most `len - 16`, so each 16-byte access lies
+        // inside `[0, len)` of both ranges; unaligned reads and writes of plain bytes.
+        unsafe {
+            let head = src.cast::<W>().read_unaligned();
+            let tail = src.add(len - 16).cast::<W>().read_unaligned();
+            if len > 32 {
+                // `[16, 32)` and `[len - 32, len - 16)` cover the middle.
+                let a = src.add(16).cast::<W>().read_unaligned();
+                let b = src.add(len - 32).cast::<W>().read_unaligned();
+                dst.add(16).cast::<W>().write_unaligned(a);
+                dst.add(len - 32).cast::<W>().write_unaligned(b);
+            }
+            dst.cast::<W>().write_unaligned(head);
+            dst.add(len - 16).cast::<W>().write_unaligned(tail);
+        }
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst, len) }
     }
 }
 

@@ -136,6 +136,20 @@ impl RingConsumer {
         })
     }
 
+    /// [`Self::poll_fast`], with the record's payload: the handles keep the pointer in the
+    /// message, found here where nothing is left to check (an in-place consumer, the record
+    /// at its cursor) rather than at every access. The bytes stay valid while the record is
+    /// held, as [`Self::payload`] says.
+    #[cfg(not(shmcast_loom))]
+    #[inline(always)]
+    pub(crate) fn poll_fast_in_place(&mut self) -> Option<(Record, *const [u8])> {
+        let rec = self.poll_fast()?;
+        // SAFETY: as in `payload`: `poll_fast` made `rec` at our cursor for an in-place
+        // consumer and validated that its `len` bytes lie inside the ring.
+        let bytes = unsafe { self.data.payload((rec.pos + HDR) & self.d.mask, rec.len) };
+        Some((rec, bytes))
+    }
+
     /// The next record, if it is published (lossless consumers): every case, with errors.
     ///
     /// An in-place consumer does not check its slot here: a live one is never evicted (the
@@ -532,7 +546,7 @@ impl RingConsumer {
     /// one more poll.
     #[cold]
     #[inline(never)]
-    fn try_recv_slow(&mut self) -> Result<Option<Record>, TryRecvError> {
+    pub(crate) fn try_recv_slow(&mut self) -> Result<Option<Record>, TryRecvError> {
         self.try_poll(Self::poll)
     }
 
@@ -551,7 +565,7 @@ impl RingConsumer {
 
     #[cold]
     #[inline(never)]
-    fn recv_slow(
+    pub(crate) fn recv_slow(
         &mut self,
         policy: WaitPolicy,
         deadline: Option<Instant>,

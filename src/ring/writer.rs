@@ -172,6 +172,33 @@ impl RingProducer {
         })
     }
 
+    /// The common case of `try_reserve`, inlined into the send paths: a `len`-byte message
+    /// that fits under the write limit, with its record and the next one's header before the
+    /// ring's end (no padding, no skip). `None` for anything else (too large, the ring's end,
+    /// a limit to refresh, the position ceiling): the caller then takes the full path, which
+    /// decides.
+    #[inline(always)]
+    fn plan_fast(&self, len: usize) -> Option<Reservation> {
+        let len64 = len as u64;
+        if len64 > self.d.max_message {
+            return None;
+        }
+        let rec = record_size(len64);
+        let start = self.tail;
+        let next = start + rec;
+        // The limit never exceeds MAX_POSITION (see `gate.rs`): this also keeps the ceiling.
+        if self.d.cap - (start & self.d.mask) < rec + HDR || next + 8 > self.limit {
+            return None;
+        }
+        Some(Reservation {
+            start,
+            pos: start,
+            len: len64,
+            next,
+            pad: false,
+        })
+    }
+
     /// Where a `len`-byte message planned now would end its writes.
     pub(super) fn plan_end(&self, len: usize) -> Result<u64, TrySendError> {
         let end = self.plan(len)?.write_end();
@@ -320,7 +347,6 @@ impl RingProducer {
         }
         self.write_record(&res, true);
         self.store_tail();
-        self.wake_consumers();
     }
 
     /// Copy `msg` into the current reservation and commit it.
@@ -334,12 +360,24 @@ impl RingProducer {
         unsafe { self.data.copy_in(idx, msg) };
         self.write_record(&res, true);
         self.store_tail();
-        self.wake_consumers();
     }
 
     /// Send `msg` if there is room now.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_send(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
+        match self.plan_fast(msg.len()) {
+            Some(res) => {
+                self.write_commit(res, msg);
+                Ok(())
+            }
+            None => self.try_send_slow(msg),
+        }
+    }
+
+    /// `try_send` beyond the common case (see [`Self::plan_fast`]).
+    #[cold]
+    #[inline(never)]
+    fn try_send_slow(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
         let res = self.try_reserve(msg.len())?;
         self.write_commit(res, msg);
         Ok(())
@@ -362,28 +400,30 @@ impl RingProducer {
     /// without, the caller publishes it later with [`Self::publish_stamps`].
     #[inline(always)]
     fn write_record(&mut self, res: &Reservation, publish: bool) {
-        let r = &self.data;
+        // Locals, not fields: the compiler must assume that an atomic store may change
+        // `self`'s fields, and would load them again after each store below.
+        let (r, mask, seq) = (self.data, self.d.mask, self.next_seq);
         // SAFETY: `plan` placed the record where its header fits before the ring's end
         // (8-aligned, `room >= record_size >= RECORD_HEADER`).
-        let h = unsafe { r.header(res.pos & self.d.mask) };
+        let h = unsafe { r.header(res.pos & mask) };
         // Relaxed (seq, meta, stamp ahead, padding header): published by the Release stamp
         // store in `publish_stamps`, which orders them before it.
-        h.seq.store(self.next_seq, Relaxed);
+        h.seq.store(seq, Relaxed);
         h.meta.store(meta(res.len, KIND_MESSAGE), Relaxed);
         // The next record's stamp word may hold payload bytes from an earlier lap; make
         // sure it cannot match the next position before that record is published (and tell
         // lossy readers which sequence number comes next).
         r.word(res.next)
-            .store(unpublished(self.next_seq.wrapping_add(1)), Relaxed);
+            .store(unpublished(seq.wrapping_add(1)), Relaxed);
         if res.pad {
             // SAFETY: the tail is never in a fragment shorter than a header (`skip_short`),
             // so the padding record's header fits.
-            let p = unsafe { r.header(res.start & self.d.mask) };
-            p.seq.store(self.next_seq, Relaxed);
+            let p = unsafe { r.header(res.start & mask) };
+            p.seq.store(seq, Relaxed);
             p.meta.store(meta(0, KIND_PADDING), Relaxed);
         }
         if publish {
-            self.publish_stamps(res);
+            Self::publish_stamps(&r, res);
         }
         let chunk = res.pos >> self.chunk_shift;
         if chunk != self.last_chunk {
@@ -391,7 +431,7 @@ impl RingProducer {
             self.checkpoints[chunk as usize % CHECKPOINTS] = res.pos;
         }
         self.tail = res.next;
-        self.next_seq = self.next_seq.wrapping_add(1);
+        self.next_seq = seq.wrapping_add(1);
         self.stats.messages += 1;
     }
 
@@ -400,26 +440,33 @@ impl RingProducer {
     /// unpublished stamp ahead (and, for the first record of a batch, every later record of
     /// the batch) are visible to whoever sees the stamp.
     #[inline(always)]
-    fn publish_stamps(&self, res: &Reservation) {
-        let r = &self.data;
+    fn publish_stamps(r: &Data, res: &Reservation) {
         if res.pad {
             r.word(res.start).store(res.start, Release);
         }
         r.word(res.pos).store(res.pos, Release);
     }
 
-    /// Store the committed end for attaching consumers, monitors and a future takeover.
+    /// Store the committed end for attaching consumers, monitors and a future takeover,
+    /// then wake sleeping consumers if there are any (no syscall otherwise).
     #[inline(always)]
     fn store_tail(&mut self) {
-        let h = self.region.header();
+        // Locals, as in `write_record`: the stores below would make the compiler reload
+        // fields; one header reference serves the stores and the wake-up.
+        let (tail, next_seq) = (self.tail, self.next_seq);
+        let region = &*self.region;
+        let h = region.header();
         // Release pairs with the Acquire tail / next_seq loads of attaching consumers
         // (`attach.rs`), of the end-of-stream check (`cursor.rs` `check_stuck`) and of a
         // takeover (`takeover.rs`): whoever sees this tail sees every stamp below it.
-        h.producer.tail.store(self.tail, Release);
+        h.producer.tail.store(tail, Release);
         // Defensive (redundant: the tail store publishes the records; next_seq is read by
         // monitors and by a takeover, which holds the lock taken after our unlock).
-        h.producer.next_seq.store(self.next_seq, Release);
-        self.published = self.tail;
+        h.producer.next_seq.store(next_seq, Release);
+        self.published = tail;
+        if eventcount::notify(region, &h.data) {
+            self.stats.wake_syscalls += 1;
+        }
     }
 
     /// Send the messages `msgs` (lengths checked by the caller) in batches: as many records
@@ -451,9 +498,8 @@ impl RingProducer {
                     }
                 }
             }
-            self.publish_stamps(&first);
+            Self::publish_stamps(&self.data, &first);
             self.store_tail();
-            self.wake_consumers();
             if let Some(e) = refused {
                 return Err(e.into());
             }
@@ -469,14 +515,6 @@ impl RingProducer {
         // exclusive: gated and unpublished until the batch's first stamp is stored).
         unsafe { self.data.copy_in(idx, msg) };
         self.write_record(res, publish);
-    }
-
-    /// Wake sleeping consumers if there are any (no syscall otherwise).
-    #[inline(always)]
-    fn wake_consumers(&mut self) {
-        if eventcount::notify(&self.region, &self.region.header().data) {
-            self.stats.wake_syscalls += 1;
-        }
     }
 
     /// Die without closing, as a killed process does: only the producer lock goes (the
