@@ -85,7 +85,11 @@ fn programs() -> &'static Programs {
         let include = format!("-I{}", src.join("include").display());
         let examples = format!("-I{}", src.join("examples").display());
         let lib_s = lib.display().to_string();
-        let rpath = format!("-Wl,-rpath,{lib_s}");
+        // DT_RPATH, not the default DT_RUNPATH: `cargo test` puts `target/<profile>` on
+        // LD_LIBRARY_PATH, which outranks a RUNPATH, and a `libshmcast_ffi.so` that an
+        // earlier `cargo build` left there (another version of the library) would be loaded
+        // instead of the one built with these tests.
+        let rpath = format!("-Wl,--disable-new-dtags,-rpath,{lib_s}");
         let dynamic = |name: &str| {
             let exe = out.join(name);
             let file = src.join(format!("examples/{name}.c"));
