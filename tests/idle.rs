@@ -273,6 +273,63 @@ fn a_blocking_receive_reports_a_stuck_stream_before_it_sleeps() {
     }
 }
 
+/// The signal mask of this process's threads named `name` (`SigBlk` of
+/// `/proc/self/task/*/status`).
+fn blocked_signals_of(name: &str) -> Vec<u64> {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
+        })
+        .map(|t| {
+            let status = std::fs::read_to_string(t.path().join("status")).expect("status");
+            let line = status
+                .lines()
+                .find_map(|l| l.strip_prefix("SigBlk:"))
+                .expect("SigBlk");
+            u64::from_str_radix(line.trim(), 16).expect("hex mask")
+        })
+        .collect()
+}
+
+/// The library's own threads (the producer's `shmcast-alive`, the async `shmcast-waiter`)
+/// block every signal, so that a process-directed signal (Ctrl-C, `SIGTERM`, the signals of
+/// a `sigwait` design) always goes to one of the application's threads. Before, they
+/// inherited the mask of whichever thread made them (here: nothing blocked).
+fn the_library_threads_block_every_signal() {
+    let name = ShmName::new("quiet");
+    let producer = Producer::builder()
+        .capacity(64 << 10)
+        .create(name.as_str())
+        .expect("create");
+    let consumer = Consumer::builder().open(name.as_str()).expect("attach");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
+    let mut c = AsyncConsumer::new(consumer);
+    let before = waiter_stats();
+    // Register a wait (nothing was sent), which starts the waiter thread if none runs.
+    assert!(poll_once(c.recv()).is_pending());
+    assert!(waiter_stats().registrations > before.registrations);
+    let wanted = [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGHUP];
+    for thread in ["shmcast-alive", "shmcast-waiter"] {
+        let masks = blocked_signals_of(thread);
+        assert!(!masks.is_empty(), "no thread named {thread}");
+        for mask in masks {
+            for sig in wanted {
+                assert!(
+                    mask & (1 << (sig - 1)) != 0,
+                    "{thread} does not block signal {sig} (SigBlk {mask:016x})"
+                );
+            }
+        }
+    }
+    drop(rt);
+    drop(c);
+    drop(producer);
+}
+
 fn main() {
     common::harness::main(
         Some(child_process),
@@ -281,6 +338,7 @@ fn main() {
             case!(an_idle_blocking_wait_sleeps_until_the_producer_dies),
             case!(an_async_receive_reports_a_stuck_stream_before_it_waits),
             case!(a_blocking_receive_reports_a_stuck_stream_before_it_sleeps),
+            case!(the_library_threads_block_every_signal),
         ],
     );
 }

@@ -397,10 +397,11 @@ fn shard_with_room(w: &'static Waiter, t: &mut Table) -> Option<usize> {
     }
     let i = t.shards.len();
     let control: &'static AtomicU32 = Box::leak(Box::new(AtomicU32::new(0)));
-    let spawned = std::thread::Builder::new()
+    let builder = std::thread::Builder::new()
         .name("shmcast-waiter".into())
-        .stack_size(STACK)
-        .spawn(move || run(w, i, control));
+        .stack_size(STACK);
+    // Every signal blocked: it belongs to the application's threads.
+    let spawned = crate::os::spawn_quiet(builder, move || run(w, i, control));
     if spawned.is_err() {
         return None;
     }

@@ -70,12 +70,12 @@ impl RobustWord {
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let (ready_tx, ready_rx) = mpsc::sync_channel::<io::Result<()>>(1);
         let addr = word as usize;
-        let thread = std::thread::Builder::new()
+        let builder = std::thread::Builder::new()
             .name("shmcast-alive".into())
-            .stack_size(STACK)
-            // SAFETY: the caller keeps the word mapped while the guard lives, and the
-            // guard's drop joins the thread.
-            .spawn(move || unsafe { run(addr, ready_tx, stop_rx) })?;
+            .stack_size(STACK);
+        // SAFETY: the caller keeps the word mapped while the guard lives, and the guard's
+        // drop joins the thread.
+        let thread = super::spawn_quiet(builder, move || unsafe { run(addr, ready_tx, stop_rx) })?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(RobustWord {
                 stop: Some(stop_tx),
