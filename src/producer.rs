@@ -404,7 +404,8 @@ impl ProducerBuilder {
 /// `Disconnected`.
 ///
 /// A producer of a mapped segment (not an in-process ring) keeps one thread of its own,
-/// `shmcast-alive`, asleep for the handle's life (no CPU, no system call): it owns the
+/// `shmcast-alive`, asleep for the handle's life (no CPU, no system call, every signal
+/// blocked, so signals go to the application's threads): it owns the
 /// segment's *death notice*, a robust futex word that the kernel marks, and wakes waiters
 /// on, when this process dies, so asynchronous consumers learn of the death without
 /// polling (module `asynch`, feature `tokio`). It is joined when the handle drops. Where
