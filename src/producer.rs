@@ -405,11 +405,12 @@ impl ProducerBuilder {
 ///
 /// A producer of a mapped segment (not an in-process ring) keeps one thread of its own,
 /// `shmcast-alive`, asleep for the handle's life (no CPU, no system call, every signal
-/// blocked, so signals go to the application's threads): it owns the
-/// segment's *death notice*, a robust futex word that the kernel marks, and wakes waiters
-/// on, when this process dies, so asynchronous consumers learn of the death without
-/// polling (module `asynch`, feature `tokio`). It is joined when the handle drops. Where
-/// the thread cannot be started, or the kernel refuses robust futex lists, the producer
+/// blocked, so signals go to the application's threads): it owns the segment's *death
+/// notice*, a robust futex word that the kernel marks, and wakes waiters on, when this
+/// process dies, so sleeping consumers (blocking and asynchronous) learn of the death
+/// without polling: an idle consumer wakes only every 5 s (a backstop) instead of every
+/// 20 ms. It is joined when the handle drops. Where the thread cannot be started, or the
+/// kernel refuses robust futex lists (or lacks `futex_waitv`, Linux < 5.16), the producer
 /// works the same and consumers fall back to probing its liveness lock every 20 ms.
 ///
 /// # Examples
