@@ -390,7 +390,12 @@ impl RingProducer {
         policy: WaitPolicy,
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError> {
-        let res = self.reserve(msg.len(), policy, deadline)?;
+        // The fast plan first (it accepts only what `try_reserve` would, with the same
+        // result); `reserve` decides everything else, waiting if it must.
+        let res = match self.plan_fast(msg.len()) {
+            Some(res) => res,
+            None => self.reserve(msg.len(), policy, deadline)?,
+        };
         self.write_commit(res, msg);
         Ok(())
     }
@@ -479,24 +484,32 @@ impl RingProducer {
         msgs: &[M],
         policy: WaitPolicy,
     ) -> Result<(), SendTimeoutError> {
-        let mut i = 0;
-        while i < msgs.len() {
-            let first = self.reserve(msgs[i].as_ref().len(), policy, None)?;
-            self.write_batched(&first, msgs[i].as_ref(), false);
-            i += 1;
+        let mut rest = msgs;
+        while let Some((m, more)) = rest.split_first() {
+            let msg = m.as_ref();
+            // The fast plan first, as in `send`; `reserve` decides everything else.
+            let first = match self.plan_fast(msg.len()) {
+                Some(res) => res,
+                None => self.reserve(msg.len(), policy, None)?,
+            };
+            self.write_batched(&first, msg, false);
+            rest = more;
             let mut refused = None;
-            while i < msgs.len() {
-                match self.try_reserve(msgs[i].as_ref().len()) {
-                    Ok(res) => {
-                        self.write_batched(&res, msgs[i].as_ref(), true);
-                        i += 1;
-                    }
-                    Err(TrySendError::Full) => break,
-                    Err(e) => {
-                        refused = Some(e);
-                        break;
-                    }
-                }
+            while let Some((m, more)) = rest.split_first() {
+                let msg = m.as_ref();
+                let res = match self.plan_fast(msg.len()) {
+                    Some(res) => res,
+                    None => match self.try_reserve_slow(msg.len()) {
+                        Ok(res) => res,
+                        Err(TrySendError::Full) => break,
+                        Err(e) => {
+                            refused = Some(e);
+                            break;
+                        }
+                    },
+                };
+                self.write_batched(&res, msg, true);
+                rest = more;
             }
             Self::publish_stamps(&self.data, &first);
             self.store_tail();
@@ -507,8 +520,16 @@ impl RingProducer {
         Ok(())
     }
 
+    /// `try_reserve` beyond the common case (see [`Self::plan_fast`]), out of the batch loop.
+    #[cold]
+    #[inline(never)]
+    fn try_reserve_slow(&mut self, len: usize) -> Result<Reservation, TrySendError> {
+        self.try_reserve(len)
+    }
+
     /// Copy one message of a batch in and write its record (`publish`: store its stamp, which
     /// no consumer reaches before the batch's first stamp is stored).
+    #[inline(always)]
     fn write_batched(&mut self, res: &Reservation, msg: &[u8], publish: bool) {
         let idx = (res.pos + HDR) & self.d.mask;
         // SAFETY: `res` was just reserved for exactly `msg.len()` bytes (in bounds,
