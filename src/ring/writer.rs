@@ -80,8 +80,9 @@ pub(crate) struct RingProducer {
     /// (a private ring indexed by chunk number): where `head` can point when the claim
     /// moves, without walking records on the hot path.
     pub(super) checkpoints: [u64; CHECKPOINTS],
-    /// Chunk number of the last checkpoint taken.
-    pub(super) last_chunk: u64,
+    /// Start of the chunk after the last checkpoint taken (0 before the first): the next
+    /// record at or past it takes a checkpoint.
+    pub(super) next_chunk: u64,
     pub(super) probe: Probe,
     /// Opt-in: evict a live, evictable consumer that gates us for this long.
     pub(super) evict_after: Option<Duration>,
@@ -123,7 +124,7 @@ impl RingProducer {
             limit: 0,
             claim,
             checkpoints: [u64::MAX; CHECKPOINTS],
-            last_chunk: u64::MAX,
+            next_chunk: 0,
             probe: Probe::default(),
             evict_after: None,
             gated_since: Vec::new(),
@@ -430,9 +431,10 @@ impl RingProducer {
         if publish {
             Self::publish_stamps(&r, res);
         }
-        let chunk = res.pos >> self.chunk_shift;
-        if chunk != self.last_chunk {
-            self.last_chunk = chunk;
+        // Positions only grow: the first record at or past the next chunk's start opens it.
+        if res.pos >= self.next_chunk {
+            let chunk = res.pos >> self.chunk_shift;
+            self.next_chunk = (chunk + 1) << self.chunk_shift;
             self.checkpoints[chunk as usize % CHECKPOINTS] = res.pos;
         }
         self.tail = res.next;
