@@ -499,18 +499,19 @@ impl RingProducer {
             let mut refused = None;
             while let Some((m, more)) = rest.split_first() {
                 let msg = m.as_ref();
-                let res = match self.plan_fast(msg.len()) {
-                    Some(res) => res,
-                    None => match self.try_reserve_slow(msg.len()) {
-                        Ok(res) => res,
+                // The fast plan's record is written here (no padding, known at compile
+                // time); everything else is planned and written out of line.
+                match self.plan_fast(msg.len()) {
+                    Some(res) => self.write_batched(&res, msg, true),
+                    None => match self.write_batched_slow(msg) {
+                        Ok(()) => {}
                         Err(TrySendError::Full) => break,
                         Err(e) => {
                             refused = Some(e);
                             break;
                         }
                     },
-                };
-                self.write_batched(&res, msg, true);
+                }
                 rest = more;
             }
             Self::publish_stamps(&self.data, &first);
@@ -522,11 +523,14 @@ impl RingProducer {
         Ok(())
     }
 
-    /// `try_reserve` beyond the common case (see [`Self::plan_fast`]), out of the batch loop.
+    /// A later record of a batch beyond the common case (see [`Self::plan_fast`]): reserve
+    /// and write it as the batch loop does, out of that loop.
     #[cold]
     #[inline(never)]
-    fn try_reserve_slow(&mut self, len: usize) -> Result<Reservation, TrySendError> {
-        self.try_reserve(len)
+    fn write_batched_slow(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
+        let res = self.try_reserve(msg.len())?;
+        self.write_batched(&res, msg, true);
+        Ok(())
     }
 
     /// Copy one message of a batch in and write its record (`publish`: store its stamp, which
