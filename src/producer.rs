@@ -491,6 +491,7 @@ impl Producer {
     /// assert!(p.send(&[0; 2000]).is_err());
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
+    #[inline]
     pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         if !self.owned() {
             return Err(SendError::Forked);

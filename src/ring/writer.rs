@@ -385,6 +385,7 @@ impl RingProducer {
     }
 
     /// Send `msg`, waiting for room according to `policy` until `deadline`.
+    #[inline(always)]
     pub(crate) fn send(
         &mut self,
         msg: &[u8],
@@ -393,10 +394,25 @@ impl RingProducer {
     ) -> Result<(), SendTimeoutError> {
         // The fast plan first (it accepts only what `try_reserve` would, with the same
         // result); `reserve` decides everything else, waiting if it must.
-        let res = match self.plan_fast(msg.len()) {
-            Some(res) => res,
-            None => self.reserve(msg.len(), policy, deadline)?,
-        };
+        match self.plan_fast(msg.len()) {
+            Some(res) => {
+                self.write_commit(res, msg);
+                Ok(())
+            }
+            None => self.send_slow(msg, policy, deadline),
+        }
+    }
+
+    /// `send` beyond the common case (see [`Self::plan_fast`]).
+    #[cold]
+    #[inline(never)]
+    fn send_slow(
+        &mut self,
+        msg: &[u8],
+        policy: WaitPolicy,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError> {
+        let res = self.reserve(msg.len(), policy, deadline)?;
         self.write_commit(res, msg);
         Ok(())
     }
