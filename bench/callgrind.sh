@@ -37,7 +37,7 @@ if ! command -v valgrind >/dev/null 2>&1; then
 fi
 
 features=()
-default_scenarios="shmcast shmcast-batch shmcast-fanout-1 shmcast-fanout-4 shmcast-fanout-16"
+default_scenarios="shmcast shmcast-send shmcast-batch shmcast-fanout-1 shmcast-fanout-4 shmcast-fanout-16"
 if [ "$PEERS" = 1 ]; then
   features=(--features "${FEATURES:-peers}")
   default_scenarios="$default_scenarios ringfire ringfire-lossless"
@@ -53,6 +53,7 @@ trap 'rm -rf "$work"' EXIT
 functions() {
   case "$1" in
     shmcast) echo "cg_shmcast_send:try_send cg_shmcast_recv:try_recv+drop" ;;
+    shmcast-send) echo "cg_shmcast_send_blocking:send" ;;
     shmcast-batch) echo "cg_shmcast_send_batch:send_batch cg_shmcast_recv_batch:recv_batch" ;;
     shmcast-fanout-*) echo "cg_shmcast_send:try_send" ;;
     ringfire | ringfire-lossless) echo "cg_ringfire_push:push cg_ringfire_recv:try_recv" ;;

@@ -493,6 +493,7 @@ impl Producer {
     /// assert!(p.send(&[0; 2000]).is_err());
     /// # Ok::<(), shmcast::CreateError>(())
     /// ```
+    #[inline]
     pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         if !self.owned() {
             return Err(SendError::Forked);
@@ -567,11 +568,15 @@ impl Producer {
             return Err(SendError::Forked);
         }
         let max = self.max_message();
-        if let Some(m) = msgs.iter().find(|m| m.as_ref().len() > max) {
-            return Err(SendError::TooLarge {
-                len: m.as_ref().len(),
-                max,
-            });
+        // The longest length first (a branch-free reduction), the offender only if there is
+        // one.
+        if msgs.iter().fold(0, |l, m| l.max(m.as_ref().len())) > max {
+            let len = msgs
+                .iter()
+                .map(|m| m.as_ref().len())
+                .find(|&l| l > max)
+                .unwrap_or(max + 1);
+            return Err(SendError::TooLarge { len, max });
         }
         self.ring.send_batch(msgs, self.wait).map_err(untimed)
     }

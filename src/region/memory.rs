@@ -497,13 +497,13 @@ impl Data {
     }
 
     /// Raw pointer to data-ring byte `idx` (`idx <= capacity`: a zero-length payload may
-    /// start right at the end).
+    /// start right at the end). Computed with `wrapping_add`, so computing it is sound for
+    /// any `idx`; every caller is an `unsafe fn` whose contract keeps the bytes it accesses
+    /// inside the ring (and every caller masks the index into the ring first).
     #[inline(always)]
     fn ptr(&self, idx: u64) -> *mut u8 {
         debug_assert!(idx <= self.capacity);
-        let idx = idx.min(self.capacity);
-        // SAFETY: in bounds or one past the end of the data ring.
-        unsafe { self.base.as_ptr().add(idx as usize) }
+        self.base.as_ptr().wrapping_add(idx as usize)
     }
 
     /// Copy `src` into the ring at the 8-aligned payload index `idx`.

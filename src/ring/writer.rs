@@ -80,8 +80,9 @@ pub(crate) struct RingProducer {
     /// (a private ring indexed by chunk number): where `head` can point when the claim
     /// moves, without walking records on the hot path.
     pub(super) checkpoints: [u64; CHECKPOINTS],
-    /// Chunk number of the last checkpoint taken.
-    pub(super) last_chunk: u64,
+    /// Start of the chunk after the last checkpoint taken (0 before the first): the next
+    /// record at or past it takes a checkpoint.
+    pub(super) next_chunk: u64,
     pub(super) probe: Probe,
     /// Opt-in: evict a live, evictable consumer that gates us for this long.
     pub(super) evict_after: Option<Duration>,
@@ -123,7 +124,7 @@ impl RingProducer {
             limit: 0,
             claim,
             checkpoints: [u64::MAX; CHECKPOINTS],
-            last_chunk: u64::MAX,
+            next_chunk: 0,
             probe: Probe::default(),
             evict_after: None,
             gated_since: Vec::new(),
@@ -384,7 +385,28 @@ impl RingProducer {
     }
 
     /// Send `msg`, waiting for room according to `policy` until `deadline`.
+    #[inline(always)]
     pub(crate) fn send(
+        &mut self,
+        msg: &[u8],
+        policy: WaitPolicy,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError> {
+        // The fast plan first (it accepts only what `try_reserve` would, with the same
+        // result); `reserve` decides everything else, waiting if it must.
+        match self.plan_fast(msg.len()) {
+            Some(res) => {
+                self.write_commit(res, msg);
+                Ok(())
+            }
+            None => self.send_slow(msg, policy, deadline),
+        }
+    }
+
+    /// `send` beyond the common case (see [`Self::plan_fast`]).
+    #[cold]
+    #[inline(never)]
+    fn send_slow(
         &mut self,
         msg: &[u8],
         policy: WaitPolicy,
@@ -425,9 +447,10 @@ impl RingProducer {
         if publish {
             Self::publish_stamps(&r, res);
         }
-        let chunk = res.pos >> self.chunk_shift;
-        if chunk != self.last_chunk {
-            self.last_chunk = chunk;
+        // Positions only grow: the first record at or past the next chunk's start opens it.
+        if res.pos >= self.next_chunk {
+            let chunk = res.pos >> self.chunk_shift;
+            self.next_chunk = (chunk + 1) << self.chunk_shift;
             self.checkpoints[chunk as usize % CHECKPOINTS] = res.pos;
         }
         self.tail = res.next;
@@ -479,24 +502,33 @@ impl RingProducer {
         msgs: &[M],
         policy: WaitPolicy,
     ) -> Result<(), SendTimeoutError> {
-        let mut i = 0;
-        while i < msgs.len() {
-            let first = self.reserve(msgs[i].as_ref().len(), policy, None)?;
-            self.write_batched(&first, msgs[i].as_ref(), false);
-            i += 1;
+        let mut rest = msgs;
+        while let Some((m, more)) = rest.split_first() {
+            let msg = m.as_ref();
+            // The fast plan first, as in `send`; `reserve` decides everything else.
+            let first = match self.plan_fast(msg.len()) {
+                Some(res) => res,
+                None => self.reserve(msg.len(), policy, None)?,
+            };
+            self.write_batched(&first, msg, false);
+            rest = more;
             let mut refused = None;
-            while i < msgs.len() {
-                match self.try_reserve(msgs[i].as_ref().len()) {
-                    Ok(res) => {
-                        self.write_batched(&res, msgs[i].as_ref(), true);
-                        i += 1;
-                    }
-                    Err(TrySendError::Full) => break,
-                    Err(e) => {
-                        refused = Some(e);
-                        break;
-                    }
+            while let Some((m, more)) = rest.split_first() {
+                let msg = m.as_ref();
+                // The fast plan's record is written here (no padding, known at compile
+                // time); everything else is planned and written out of line.
+                match self.plan_fast(msg.len()) {
+                    Some(res) => self.write_batched(&res, msg, true),
+                    None => match self.write_batched_slow(msg) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full) => break,
+                        Err(e) => {
+                            refused = Some(e);
+                            break;
+                        }
+                    },
                 }
+                rest = more;
             }
             Self::publish_stamps(&self.data, &first);
             self.store_tail();
@@ -507,8 +539,19 @@ impl RingProducer {
         Ok(())
     }
 
+    /// A later record of a batch beyond the common case (see [`Self::plan_fast`]): reserve
+    /// and write it as the batch loop does, out of that loop.
+    #[cold]
+    #[inline(never)]
+    fn write_batched_slow(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
+        let res = self.try_reserve(msg.len())?;
+        self.write_batched(&res, msg, true);
+        Ok(())
+    }
+
     /// Copy one message of a batch in and write its record (`publish`: store its stamp, which
     /// no consumer reaches before the batch's first stamp is stored).
+    #[inline(always)]
     fn write_batched(&mut self, res: &Reservation, msg: &[u8], publish: bool) {
         let idx = (res.pos + HDR) & self.d.mask;
         // SAFETY: `res` was just reserved for exactly `msg.len()` bytes (in bounds,

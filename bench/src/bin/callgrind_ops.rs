@@ -10,7 +10,8 @@
 //! target/release/callgrind_ops shmcast    # the bare driver (no valgrind: a smoke run)
 //! ```
 //!
-//! Scenarios: `shmcast` (try_send / try_recv + drop), `shmcast-batch` (send_batch /
+//! Scenarios: `shmcast` (try_send / try_recv + drop), `shmcast-send` (blocking send, with
+//! unmeasured try_recv), `shmcast-batch` (send_batch /
 //! recv_batch of 64), `shmcast-fanout-K` for K lossless consumers that keep up (per-send
 //! count; the consumers drain between bursts, outside the measured functions), and with
 //! `--features peers`: `ringfire` (its default lossy ring: push / try_recv) and
@@ -79,6 +80,17 @@ pub fn cg_shmcast_recv(c: &mut Consumer, n: usize) {
     shm_recv(c, n);
 }
 
+/// Measured: `n` × `Producer::send` (blocking) of `msg`.
+#[no_mangle]
+#[inline(never)]
+pub fn cg_shmcast_send_blocking(p: &mut Producer, msg: &[u8], n: usize) {
+    for _ in 0..n {
+        if let Err(e) = p.send(black_box(msg)) {
+            panic!("send failed: {e}");
+        }
+    }
+}
+
 /// Measured: one `send_batch` of `msgs`.
 #[no_mangle]
 #[inline(never)]
@@ -100,7 +112,15 @@ pub fn cg_shmcast_recv_batch(c: &mut Consumer, n: usize) -> usize {
     }
 }
 
-fn shmcast(bursts: usize, warmup: usize, capacity: usize, consumers: usize, batch: bool) -> u64 {
+/// How the measured bursts send.
+#[derive(Clone, Copy, PartialEq)]
+enum Sends {
+    Try,
+    Blocking,
+    Batch,
+}
+
+fn shmcast(bursts: usize, warmup: usize, capacity: usize, consumers: usize, sends: Sends) -> u64 {
     let mut p = Producer::builder()
         .capacity(capacity)
         .max_consumers(consumers.max(1) as u32)
@@ -119,7 +139,10 @@ fn shmcast(bursts: usize, warmup: usize, capacity: usize, consumers: usize, batc
         }
     }
     for _ in 0..bursts {
-        if batch {
+        if sends == Sends::Blocking {
+            cg_shmcast_send_blocking(&mut p, &msg, BURST);
+            shm_recv(&mut cs[0], BURST);
+        } else if sends == Sends::Batch {
             cg_shmcast_send_batch(&mut p, &msgs);
             let mut got = 0;
             while got < BURST {
@@ -216,7 +239,7 @@ fn main() {
 fn real_main() -> Result<(), Box<dyn std::error::Error>> {
     let a = args::parse(
         ABOUT,
-        "callgrind_ops [OPTIONS] SCENARIO\n\nScenarios: shmcast, shmcast-batch, \
+        "callgrind_ops [OPTIONS] SCENARIO\n\nScenarios: shmcast, shmcast-send, shmcast-batch, \
          shmcast-fanout-K (K consumers), ringfire, ringfire-lossless (--features peers)",
         SPECS,
         1,
@@ -231,8 +254,9 @@ fn real_main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or_else(|| args::ArgsError::Bad("which scenario?".into()))?
         .as_str();
     let messages = match scenario {
-        "shmcast" => shmcast(bursts, warmup, capacity, 1, false),
-        "shmcast-batch" => shmcast(bursts, warmup, capacity, 1, true),
+        "shmcast" => shmcast(bursts, warmup, capacity, 1, Sends::Try),
+        "shmcast-send" => shmcast(bursts, warmup, capacity, 1, Sends::Blocking),
+        "shmcast-batch" => shmcast(bursts, warmup, capacity, 1, Sends::Batch),
         s if s.starts_with("shmcast-fanout-") => {
             let k: usize = s["shmcast-fanout-".len()..]
                 .parse()
@@ -240,7 +264,7 @@ fn real_main() -> Result<(), Box<dyn std::error::Error>> {
             if k == 0 {
                 return Err(args::ArgsError::Bad("at least one consumer".into()).into());
             }
-            shmcast(bursts, warmup, capacity, k, false)
+            shmcast(bursts, warmup, capacity, k, Sends::Try)
         }
         #[cfg(feature = "ringfire")]
         "ringfire" => rf::run(bursts, warmup, capacity, false),
