@@ -52,20 +52,27 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// An async consumer waits for a second on a producer process that lives and sends
-/// nothing: its waiter thread does not wake (before the death notice it woke every 20 ms
-/// to probe the producer's lock: some 50 sleeps and 50 probes in that second). Then the
-/// producer is killed with `SIGKILL`: the wait ends with `ProducerDied`, learned from the
-/// notice.
-fn an_idle_async_wait_sleeps_until_the_producer_dies() {
-    let name = ShmName::new("idle");
+/// A producer process of a new segment named after `tag` that sends nothing (see
+/// `child_process`): the segment's name and the child.
+fn spawn_idle_producer(tag: &str) -> (ShmName, ChildProcess) {
+    let name = ShmName::new(tag);
     let spec = ChildSpec {
         role: "idle_producer".into(),
         segment: SegmentRef::Name(name.as_str().into()),
         max_message: 1024,
         wait: WaitPolicy::default(),
     };
-    let mut child = ChildProcess::command("producer", ENTRY, &spec).spawn();
+    let child = ChildProcess::command("producer", ENTRY, &spec).spawn();
+    (name, child)
+}
+
+/// An async consumer waits for a second on a producer process that lives and sends
+/// nothing: its waiter thread does not wake (before the death notice it woke every 20 ms
+/// to probe the producer's lock: some 50 sleeps and 50 probes in that second). Then the
+/// producer is killed with `SIGKILL`: the wait ends with `ProducerDied`, learned from the
+/// notice.
+fn an_idle_async_wait_sleeps_until_the_producer_dies() {
+    let (name, mut child) = spawn_idle_producer("idle");
     let consumer = Consumer::builder()
         .wait_for_segment(HANG_GUARD)
         .open(name.as_str())
@@ -124,14 +131,7 @@ fn an_idle_async_wait_sleeps_until_the_producer_dies() {
 /// while it sleeps again: `ProducerDied`, and the sleep that ended was the only one (the
 /// notice woke it; a bounded sleep would have needed no notice but taken its 20 ms ticks).
 fn an_idle_blocking_wait_sleeps_until_the_producer_dies() {
-    let name = ShmName::new("idle-blocking");
-    let spec = ChildSpec {
-        role: "idle_producer".into(),
-        segment: SegmentRef::Name(name.as_str().into()),
-        max_message: 1024,
-        wait: WaitPolicy::default(),
-    };
-    let mut child = ChildProcess::command("producer", ENTRY, &spec).spawn();
+    let (name, mut child) = spawn_idle_producer("idle-blocking");
     let mut c = Consumer::builder()
         .wait_policy(WaitPolicy::Adaptive {
             spins: 0,

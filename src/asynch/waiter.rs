@@ -23,7 +23,7 @@
 //!   registrations fire, and their next poll probes again and reports `ProducerDied`. The
 //!   thread that wakes first passes the notice on to every other process's waiters (the
 //!   kernel wakes only one). The notice is a hint that any process mapping the segment
-//!   could scribble, so the lock is still probed every [`BACKSTOP`] (5 s) while anyone
+//!   could scribble, so the lock is still probed every `NOTICE_BACKSTOP` (5 s) while anyone
 //!   waits. Where no notice is owned (a producer that could not start its thread) or
 //!   `futex_waitv` is missing, the lock is probed every `SLEEP_BOUND` (20 ms, the bound of
 //!   the blocking sleeps) instead.
@@ -48,7 +48,7 @@ use super::sys::{self, FutexWaitv, Waited};
 use crate::os::fork;
 use crate::os::robust::{self, Notice};
 use crate::region::{LockId, Region};
-use crate::wait::SLEEP_BOUND;
+use crate::wait::{NOTICE_BACKSTOP, SLEEP_BOUND};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -57,10 +57,6 @@ use std::time::{Duration, Instant};
 
 /// How long a word stays watched after its last registration ended.
 pub(crate) const LINGER: Duration = Duration::from_secs(1);
-
-/// While a producer's death notice is watched, its liveness lock is still probed this
-/// often (the notice is a hint another process could scribble; the lock decides).
-pub(crate) const BACKSTOP: Duration = Duration::from_secs(5);
 
 /// Stack of a waiter thread: it only runs this loop and the tasks' `wake` functions.
 const STACK: usize = 256 << 10;
@@ -586,7 +582,7 @@ fn scan_word(
         let interval = match said {
             Notice::Owned(v) => {
                 notice = Some((word.notice.expect("armed above"), v));
-                BACKSTOP
+                NOTICE_BACKSTOP
             }
             Notice::Died | Notice::Unowned => SLEEP_BOUND,
         };

@@ -151,19 +151,7 @@ pub(crate) enum Waited {
 /// `deadline` as an absolute `CLOCK_MONOTONIC` time (what `Instant` measures on Linux;
 /// converted through the distance from now, so the two clocks need not share an epoch).
 fn absolute(deadline: Instant) -> libc::timespec {
-    let left = deadline.saturating_duration_since(Instant::now());
-    let now = monotonic_now();
-    let left = left.min(Duration::from_secs(1 << 30));
-    let mut sec = now.tv_sec + left.as_secs() as libc::time_t;
-    let mut nsec = now.tv_nsec + libc::c_long::from(left.subsec_nanos() as i32);
-    if nsec >= 1_000_000_000 {
-        nsec -= 1_000_000_000;
-        sec += 1;
-    }
-    libc::timespec {
-        tv_sec: sec,
-        tv_nsec: nsec,
-    }
+    deadline_after(deadline.saturating_duration_since(Instant::now()))
 }
 
 fn errno() -> i32 {
