@@ -131,7 +131,7 @@ fn try_recv(c: &mut RingConsumer) -> Result<Msg, TryRecvError> {
 }
 
 fn recv(c: &mut RingConsumer) -> Result<Msg, RecvTimeoutError> {
-    let rec = c.recv(BLOCK, None)?;
+    let rec = c.recv(BLOCK, 0, None)?;
     Ok(take(c, rec))
 }
 

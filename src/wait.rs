@@ -16,6 +16,10 @@ pub(crate) const NOTICE_BACKSTOP: Duration = Duration::from_secs(5);
 /// How often a gated producer (or a starved consumer) probes its peers' liveness locks.
 pub(crate) const PROBE_INTERVAL: Duration = Duration::from_millis(5);
 
+/// While spinning, a waiting consumer looks at the end of the stream, its deadline and its
+/// cursor publication every this many polls.
+pub(crate) const CHECK_EVERY: u32 = 64;
+
 /// How a blocking call waits for data (consumer) or space (producer).
 ///
 /// Every policy re-checks the ring between steps; they differ in what they do while nothing
@@ -69,6 +73,22 @@ pub(crate) enum Step {
 }
 
 impl WaitPolicy {
+    /// How many of the first polls of a wait a consumer that asked for a tight spin
+    /// (`ConsumerBuilder::tight_spin`) makes in its inlined fast loop (a load of the stamp
+    /// at its cursor and a pause, nothing else): the policy's spins, at most
+    /// [`CHECK_EVERY`]; none under loom (where the wait sleeps at once).
+    #[inline]
+    pub(crate) fn fast_spins(&self) -> u32 {
+        let most = CHECK_EVERY;
+        if cfg!(shmcast_loom) {
+            return 0;
+        }
+        match *self {
+            WaitPolicy::BusySpin => most,
+            WaitPolicy::SpinYield { spins } | WaitPolicy::Adaptive { spins, .. } => spins.min(most),
+        }
+    }
+
     /// The action for the `n`-th consecutive unsuccessful check.
     #[inline]
     pub(crate) fn step(&self, n: u32) -> Step {

@@ -30,6 +30,12 @@ fn payload(seq: u64, len: usize) -> Vec<u8> {
 }
 
 fn broadcast(consumers: usize, policy: WaitPolicy) {
+    broadcast_with(consumers, policy, false);
+}
+
+/// `tight`: the consumers spin on the stamp alone while they wait (`tight_spin`), so a 4 KiB
+/// ring's padding records and wraps meet that loop too.
+fn broadcast_with(consumers: usize, policy: WaitPolicy, tight: bool) {
     let n = iterations(200_000);
     let mut producer = Producer::builder()
         .capacity(1 << 12)
@@ -41,6 +47,7 @@ fn broadcast(consumers: usize, policy: WaitPolicy) {
         .map(|_| {
             let mut c = Consumer::builder()
                 .wait_policy(policy)
+                .tight_spin(tight)
                 .attach_to(&producer)
                 .unwrap();
             thread::spawn(move || {
@@ -74,6 +81,24 @@ fn broadcast(consumers: usize, policy: WaitPolicy) {
 #[test]
 fn every_consumer_thread_gets_every_message_in_order_busy_spin() {
     broadcast(3, WaitPolicy::SpinYield { spins: 64 });
+}
+
+#[test]
+fn every_consumer_thread_gets_every_message_in_order_tight_spin() {
+    broadcast_with(2, WaitPolicy::SpinYield { spins: 64 }, true);
+}
+
+#[test]
+fn a_tight_spinning_consumer_still_sleeps_and_wakes() {
+    // Few spins, then futex sleeps: the tight loop hands the rest of the wait over.
+    broadcast_with(
+        2,
+        WaitPolicy::Adaptive {
+            spins: 3,
+            yields: 1,
+        },
+        true,
+    );
 }
 
 #[test]

@@ -275,6 +275,8 @@ fuzz_target!(|input: Input| {
     let mut lossless = with_lossless.then(|| Lossless {
         c: Consumer::builder()
             .wait_policy(policy)
+            // Bit 2: the consumer waits in the stamp-only spin loop first.
+            .tight_spin(input.consumers & 4 != 0)
             .attach_to(&p)
             .expect("slot"),
         next: 0,

@@ -23,7 +23,7 @@ use crate::error::{Corruption, RecvTimeoutError, TryRecvError};
 use crate::layout::{record_size, KIND_MESSAGE, KIND_PADDING, MAX_POSITION, PRODUCER_CLOSED};
 use crate::region::{LockId, Wake};
 use crate::sync::atomic::{fence, Ordering::*};
-use crate::wait::{Step, WaitPolicy, PROBE_INTERVAL};
+use crate::wait::{Step, WaitPolicy, CHECK_EVERY, PROBE_INTERVAL};
 use std::time::Instant;
 
 /// A record a consumer holds, at its cursor: what its header said. Small (three words, so
@@ -57,9 +57,6 @@ impl From<Ended> for RecvTimeoutError {
         }
     }
 }
-
-/// While spinning, look at the end of the stream and the deadline every this many polls.
-const CHECK_EVERY: u32 = 64;
 
 /// A validated record header.
 #[derive(Clone, Copy, Debug)]
@@ -107,47 +104,70 @@ impl RingConsumer {
     /// `None`, and the caller takes the full path, [`Self::poll`], which decides.
     #[inline(always)]
     pub(crate) fn poll_fast(&mut self) -> Option<Record> {
+        self.spin_fast(0).ok()
+    }
+
+    /// [`Self::poll_fast`], spinning while nothing is published at the cursor, at most
+    /// `spins` times: the first phase of a blocking wait of a consumer that asked for a
+    /// tight spin (`ConsumerBuilder::tight_spin`; 0 spins otherwise), inlined into the
+    /// handles, so that a record published while we spin is taken by the same few
+    /// instructions that saw its stamp. `Err(n)` after `n` spins, or at once for anything the fast path does not take
+    /// (the caller's full wait decides, counting those spins).
+    #[inline(always)]
+    pub(crate) fn spin_fast(&mut self, spins: u32) -> Result<Record, u32> {
         if self.mode != Mode::InPlace {
-            return None;
+            return Err(0);
         }
         let c = self.cursor;
         let idx = c & self.d.mask;
         let room = self.d.cap - idx;
         if room < HDR {
-            return None;
+            return Err(0);
         }
         // SAFETY: 8-aligned (positions are), and `room >= HDR`: the header fits.
         let h = unsafe { self.data.header(idx) };
+        let mut n = 0;
         // Acquire pairs with the producer's Release stamp store in `writer.rs`
         // `publish_stamps`: the header words and the payload are visible.
-        if h.stamp.load(Acquire) != c {
-            return None;
+        while h.stamp.load(Acquire) != c {
+            if n == spins {
+                return Err(n);
+            }
+            crate::sync::spin_loop();
+            n += 1;
         }
         // Relaxed (meta, seq): ordered by the stamp load.
         let m = h.meta.load(Relaxed);
         let (len, kind) = (m & 0xffff_ffff, (m >> 32) as u32);
         if kind != KIND_MESSAGE || len > self.d.max_message || record_size(len) > room {
-            return None;
+            return Err(n);
         }
-        Some(Record {
+        Ok(Record {
             pos: c,
             len: len as usize,
             seq: h.seq.load(Relaxed),
         })
     }
 
-    /// [`Self::poll_fast`], with the record's payload: the handles keep the pointer in the
+    /// [`Self::spin_fast`], with the record's payload: the handles keep the pointer in the
     /// message, found here where nothing is left to check (an in-place consumer, the record
     /// at its cursor) rather than at every access. The bytes stay valid while the record is
     /// held, as [`Self::payload`] says.
     #[cfg(not(shmcast_loom))]
     #[inline(always)]
-    pub(crate) fn poll_fast_in_place(&mut self) -> Option<(Record, *const [u8])> {
-        let rec = self.poll_fast()?;
-        // SAFETY: as in `payload`: `poll_fast` made `rec` at our cursor for an in-place
+    pub(crate) fn spin_fast_in_place(&mut self, spins: u32) -> Result<(Record, *const [u8]), u32> {
+        let rec = self.spin_fast(spins)?;
+        // SAFETY: as in `payload`: `spin_fast` made `rec` at our cursor for an in-place
         // consumer and validated that its `len` bytes lie inside the ring.
         let bytes = unsafe { self.data.payload((rec.pos + HDR) & self.d.mask, rec.len) };
-        Some((rec, bytes))
+        Ok((rec, bytes))
+    }
+
+    /// [`Self::poll_fast`], with the record's payload (see [`Self::spin_fast_in_place`]).
+    #[cfg(not(shmcast_loom))]
+    #[inline(always)]
+    pub(crate) fn poll_fast_in_place(&mut self) -> Option<(Record, *const [u8])> {
+        self.spin_fast_in_place(0).ok()
     }
 
     /// The next record, if it is published (lossless consumers): every case, with errors.
@@ -451,13 +471,16 @@ impl RingConsumer {
     /// Poll with `poll` until it yields, waiting according to `policy` until `deadline`.
     /// When the stream has ended, everything published before the end is still delivered
     /// (one more poll after the end is seen).
+    ///
+    /// `spun`: how many spins of the policy the caller made already (`spin_fast`).
     pub(super) fn wait_for<T>(
         &mut self,
         policy: WaitPolicy,
         deadline: Option<Instant>,
+        spun: u32,
         mut poll: impl FnMut(&mut Self) -> Result<Option<T>, RecvTimeoutError>,
     ) -> Result<T, RecvTimeoutError> {
-        let mut n = 0u32;
+        let mut n = spun;
         let mut force_probe = false;
         let mut remaining = None;
         loop {
@@ -550,27 +573,31 @@ impl RingConsumer {
         self.try_poll(Self::poll)
     }
 
-    /// Wait for the next record (lossless consumers).
+    /// Wait for the next record (lossless consumers), spinning first on the stamp alone at
+    /// most `spins` times (`spin_fast`; 0 unless the consumer asked for a tight spin).
     #[inline(always)]
     pub(crate) fn recv(
         &mut self,
         policy: WaitPolicy,
+        spins: u32,
         deadline: Option<Instant>,
     ) -> Result<Record, RecvTimeoutError> {
-        match self.poll_fast() {
-            Some(rec) => Ok(rec),
-            None => self.recv_slow(policy, deadline),
+        match self.spin_fast(spins) {
+            Ok(rec) => Ok(rec),
+            Err(spun) => self.recv_slow(policy, deadline, spun),
         }
     }
 
+    /// `recv` beyond its fast loop (`spin_fast`, which spun `spun` times).
     #[cold]
     #[inline(never)]
     pub(crate) fn recv_slow(
         &mut self,
         policy: WaitPolicy,
         deadline: Option<Instant>,
+        spun: u32,
     ) -> Result<Record, RecvTimeoutError> {
-        self.wait_for(policy, deadline, Self::poll)
+        self.wait_for(policy, deadline, spun, Self::poll)
     }
 
     /// Hand every record available now, from `first` on and up to `max` in all, to

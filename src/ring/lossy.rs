@@ -161,6 +161,6 @@ impl RingConsumer {
         policy: WaitPolicy,
         deadline: Option<Instant>,
     ) -> Result<u64, RecvTimeoutError> {
-        self.wait_for(policy, deadline, |r| r.poll_lossy(dst))
+        self.wait_for(policy, deadline, 0, |r| r.poll_lossy(dst))
     }
 }
