@@ -30,6 +30,8 @@ pub const QUIT: u64 = u64::MAX;
 pub enum Kind {
     /// shmcast, both sides `WaitPolicy::BusySpin`.
     ShmSpin,
+    /// shmcast, both sides `WaitPolicy::BusySpin`, consumers with `tight_spin(true)`.
+    ShmTight,
     /// shmcast, both sides the default `WaitPolicy::Adaptive` (spin, yield, futex).
     ShmAdaptive,
     /// shmcast, both sides `WaitPolicy::Adaptive { spins: 0, yields: 0 }` (futex at once).
@@ -66,11 +68,12 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Floor,
         Kind::FloorPayload,
         Kind::StreamFloor,
         Kind::ShmSpin,
+        Kind::ShmTight,
         Kind::ShmAdaptive,
         Kind::ShmSleep,
         Kind::Ringfire,
@@ -88,6 +91,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::ShmSpin => "shmcast-spin",
+            Kind::ShmTight => "shmcast-spin-tight",
             Kind::ShmAdaptive => "shmcast-adaptive",
             Kind::ShmSleep => "shmcast-sleep",
             Kind::Ringfire => "ringfire",
@@ -118,7 +122,7 @@ impl Kind {
     /// The shmcast wait policy, for shmcast kinds.
     pub fn policy(self) -> Option<WaitPolicy> {
         match self {
-            Kind::ShmSpin => Some(WaitPolicy::BusySpin),
+            Kind::ShmSpin | Kind::ShmTight => Some(WaitPolicy::BusySpin),
             Kind::ShmAdaptive => Some(WaitPolicy::default()),
             Kind::ShmSleep => Some(WaitPolicy::Adaptive {
                 spins: 0,
@@ -126,6 +130,11 @@ impl Kind {
             }),
             _ => None,
         }
+    }
+
+    /// Do its consumers spin on the stamp alone (`ConsumerBuilder::tight_spin`)?
+    pub fn tight(self) -> bool {
+        self == Kind::ShmTight
     }
 
     /// Is this a shmcast ring?
@@ -577,7 +586,7 @@ pub struct Prepared {
     /// Descriptors the child inherits (the parent closes its copies after spawning).
     pub pass: Vec<OwnedFd>,
     /// shmcast round trips: the ring the child creates, which the parent then consumes.
-    pong: Option<(String, WaitPolicy)>,
+    pong: Option<(String, Kind)>,
     /// Peers: what the parent attaches once the child is ready.
     #[cfg_attr(not(any(feature = "ringfire", feature = "iceoryx2")), allow(dead_code))]
     peer_pong: Option<String>,
@@ -586,10 +595,11 @@ pub struct Prepared {
 impl Prepared {
     /// Finish the parent's side once the child said it is ready.
     pub fn after_ready(&mut self) -> io::Result<()> {
-        if let (Some((name, policy)), Link::Shm { rx, .. }) = (self.pong.take(), &mut self.link) {
+        if let (Some((name, kind)), Link::Shm { rx, .. }) = (self.pong.take(), &mut self.link) {
             *rx = Some(
                 Consumer::builder()
-                    .wait_policy(policy)
+                    .wait_policy(kind.policy().expect("a shmcast kind"))
+                    .tight_spin(kind.tight())
                     .open(&name)
                     .map_err(other)?,
             );
@@ -615,7 +625,7 @@ pub fn prepare(kind: Kind, size: usize, dir: Dir, ring: RingSize) -> io::Result<
     #[allow(unused_mut)]
     let mut peer_pong = None;
     let (link, spec, pong) = match kind {
-        Kind::ShmSpin | Kind::ShmAdaptive | Kind::ShmSleep => {
+        Kind::ShmSpin | Kind::ShmTight | Kind::ShmAdaptive | Kind::ShmSleep => {
             let policy = kind.policy().expect("a shmcast kind");
             let ping = unique_name("ping");
             let capacity = capacity_for(ring.capacity, size);
@@ -625,7 +635,7 @@ pub fn prepare(kind: Kind, size: usize, dir: Dir, ring: RingSize) -> io::Result<
                 .wait_policy(policy)
                 .create(&ping)
                 .map_err(other)?;
-            let pong = both.then(|| (unique_name("pong"), policy));
+            let pong = both.then(|| (unique_name("pong"), kind));
             let mut spec = vec![ping, capacity.to_string()];
             if let Some((name, _)) = &pong {
                 spec.push(name.clone());
@@ -757,10 +767,11 @@ pub fn open_child(kind: Kind, size: usize, spec: &[String]) -> io::Result<Link> 
             .ok_or_else(|| other(format!("missing transport argument {i}")))
     };
     Ok(match kind {
-        Kind::ShmSpin | Kind::ShmAdaptive | Kind::ShmSleep => {
+        Kind::ShmSpin | Kind::ShmTight | Kind::ShmAdaptive | Kind::ShmSleep => {
             let policy = kind.policy().expect("a shmcast kind");
             let rx = Consumer::builder()
                 .wait_policy(policy)
+                .tight_spin(kind.tight())
                 .open(arg(0)?)
                 .map_err(other)?;
             let capacity: usize = arg(1)?.parse().map_err(other)?;

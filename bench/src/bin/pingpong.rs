@@ -133,6 +133,7 @@ fn real_main() -> Result<(), Box<dyn std::error::Error>> {
         Kind::Floor,
         Kind::FloorPayload,
         Kind::ShmSpin,
+        Kind::ShmTight,
         Kind::ShmAdaptive,
         Kind::Ringfire,
         Kind::Iceoryx2,
@@ -157,6 +158,7 @@ fn real_main() -> Result<(), Box<dyn std::error::Error>> {
         let kinds: Vec<Kind> = [
             Kind::StreamFloor,
             Kind::ShmSpin,
+            Kind::ShmTight,
             Kind::ShmAdaptive,
             Kind::Ringfire,
             Kind::Iceoryx2,
