@@ -111,8 +111,8 @@ impl RingConsumer {
     /// `spins` times: the first phase of a blocking wait of a consumer that asked for a
     /// tight spin (`ConsumerBuilder::tight_spin`; 0 spins otherwise), inlined into the
     /// handles, so that a record published while we spin is taken by the same few
-    /// instructions that saw its stamp. `Err(n)` after `n` spins, or at once for anything the fast path does not take
-    /// (the caller's full wait decides, counting those spins).
+    /// instructions that saw its stamp. `Err(n)` after `n` spins, or at once for anything
+    /// the fast path does not take (the caller's full wait decides, counting those spins).
     #[inline(always)]
     pub(crate) fn spin_fast(&mut self, spins: u32) -> Result<Record, u32> {
         if self.mode != Mode::InPlace {
