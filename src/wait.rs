@@ -79,13 +79,14 @@ impl WaitPolicy {
     /// [`CHECK_EVERY`]; none under loom (where the wait sleeps at once).
     #[inline]
     pub(crate) fn fast_spins(&self) -> u32 {
-        let most = CHECK_EVERY;
         if cfg!(shmcast_loom) {
             return 0;
         }
         match *self {
-            WaitPolicy::BusySpin => most,
-            WaitPolicy::SpinYield { spins } | WaitPolicy::Adaptive { spins, .. } => spins.min(most),
+            WaitPolicy::BusySpin => CHECK_EVERY,
+            WaitPolicy::SpinYield { spins } | WaitPolicy::Adaptive { spins, .. } => {
+                spins.min(CHECK_EVERY)
+            }
         }
     }
 
