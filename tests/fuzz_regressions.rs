@@ -5,8 +5,8 @@
 //! rule the fuzz oracles rely on.
 
 use shmcast::fuzzing::layout::{
-    record_size, PRODUCER_CLAIM, PRODUCER_NEXT_SEQ, PRODUCER_TAIL, RECORD_META, SLOT_CURSOR,
-    SLOT_STATE,
+    record_size, PRODUCER_CLAIM, PRODUCER_NEXT_SEQ, PRODUCER_TAIL, RECORD_META, RECORD_SEQ,
+    SLOT_CURSOR, SLOT_STATE,
 };
 use shmcast::fuzzing::HostileSegment;
 use shmcast::{
@@ -412,4 +412,84 @@ fn a_closed_stream_with_an_impossible_tail_is_corrupt_not_ended() {
         let r = c.try_recv().map(|m| m.seq());
         assert!(matches!(r, Err(TryRecvError::Corrupt(_))), "{r:?}");
     }
+}
+
+/// `hostile_stream` (crash-41983793, seed in fuzz/seeds/hostile_stream/): a takeover went on
+/// at sequence number 0 with the stream at 1. A peer had zeroed the unpublished stamp at the
+/// tail and forged the one record's sequence number; the takeover believed the records over
+/// an honest `next_seq`, one forged witness against one honest one.
+///
+/// The rule, over every combination: a takeover has three witnesses for the next number
+/// (the header's `next_seq`, the stamp at the tail, the records' numbers). It may go on at a
+/// forged number only when more witnesses say it than say the true one; otherwise it
+/// continues the stream or refuses the segment (`BadPosition`/`BadStamp`).
+#[test]
+fn a_takeover_never_lets_one_forged_witness_outvote_an_honest_one() {
+    const UNPUBLISHED: u64 = 1 << 63;
+    // How many cases went on at the true number, at a forged one, and were refused.
+    let mut seen = [0u32; 3];
+    for sent in [1u64, 3] {
+        for forged in [sent - 1, sent + 1, sent + 1000] {
+            // Header: honest, forged, or impossible (more messages than the tail holds).
+            for header in [Some(sent), Some(forged), None] {
+                // The stamp at the tail: honest, zeroed, or forged.
+                for stamp in [Some(sent), None, Some(forged)] {
+                    for records_forged in [false, true] {
+                        let seg = HostileSegment::fresh(256, 40, 2).expect("valid config");
+                        let mut p = seg.producer().expect("fresh");
+                        for i in 0..sent {
+                            p.try_send(&[i as u8; 8]).expect("room");
+                        }
+                        drop(p);
+                        let tail = seg.load_u64(PRODUCER_TAIL);
+                        // SAFETY: no message of this ring is held in place while it is
+                        // scribbled on.
+                        unsafe {
+                            let h = header.unwrap_or(1000);
+                            seg.scribble(PRODUCER_NEXT_SEQ, &h.to_ne_bytes());
+                            let s = stamp.map_or(0, |s| UNPUBLISHED | s);
+                            seg.scribble_ring(tail, &s.to_ne_bytes());
+                            if records_forged {
+                                // Consecutive numbers that end just before `forged`.
+                                for i in 0..sent {
+                                    let seq = forged.wrapping_sub(sent - i);
+                                    let at = i * record_size(8) + RECORD_SEQ;
+                                    seg.scribble_ring(at, &seq.to_ne_bytes());
+                                }
+                            }
+                        }
+                        let votes = |v: u64| {
+                            u32::from(header == Some(v))
+                                + u32::from(stamp == Some(v))
+                                + u32::from(if records_forged { forged } else { sent } == v)
+                        };
+                        let case = format!(
+                            "{sent} sent, forged {forged}: header {header:?}, stamp {stamp:?}, \
+                             records forged {records_forged}"
+                        );
+                        match seg.producer() {
+                            Ok(p) if p.next_seq() == sent => seen[0] += 1,
+                            Ok(p) => {
+                                assert!(
+                                    p.next_seq() == forged && votes(forged) > votes(sent),
+                                    "{case}: the takeover went on at {}",
+                                    p.next_seq()
+                                );
+                                seen[1] += 1;
+                            }
+                            Err(OpenError::Segment(
+                                SegmentError::BadPosition { .. } | SegmentError::BadStamp { .. },
+                            )) => {
+                                assert!(votes(sent) < 3, "{case}: refused an intact stream");
+                                seen[2] += 1;
+                            }
+                            Err(e) => panic!("{case}: {e}"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // The matrix reaches every outcome (else it checks less than it says).
+    assert!(seen.iter().all(|&n| n > 0), "outcomes {seen:?}");
 }

@@ -7,8 +7,10 @@
 //! after it (a producer may die between publishing and storing its tail). The next
 //! sequence number is cross-checked with the records: every commit leaves the next
 //! number in the unpublished stamp at the tail, and the records from `head` to the tail
-//! carry consecutive numbers; a header that contradicts them is overruled, and a
-//! contradiction that cannot be resolved is an error, never a silent jump. The claim is
+//! carry consecutive numbers. A number is taken when two of these three witnesses (the
+//! header, the stamp at the tail, the records) agree, or when the one against it cannot be
+//! true; a header that the other two contradict is overruled, and a contradiction that
+//! cannot be resolved (one against one) is an error, never a silent jump. The claim is
 //! clamped into `[tail, tail + capacity]`, the only values a producer can leave.
 
 use super::writer::RingProducer;
@@ -109,6 +111,11 @@ fn recover(region: &Region, d: &Dims) -> Result<(u64, u64, u64), SegmentError> {
     } else {
         unpublished_seq(stamp)
     };
+    // Every message takes at least a record header.
+    let possible = |seq: u64| seq <= tail / HDR;
+    // The header, the word at the tail and the records are three witnesses: a number one of
+    // them gives is taken only when another agrees (or the other cannot be true), so no
+    // single forged word outvotes an honest one.
     let mut next_seq = if at_tail == Some(header_seq) {
         header_seq
     } else {
@@ -116,9 +123,11 @@ fn recover(region: &Region, d: &Dims) -> Result<(u64, u64, u64), SegmentError> {
         // (head is advisory; the walk validates every record; and the lock orders it).
         let head = h.producer.head.load(Acquire);
         match (walked_seq(region, d, head, tail), at_tail) {
-            // The records up to the tail agree with each other: the word at the tail (or
-            // the header) was scribbled; the takeover rewrites both.
-            (Some(w), None) => w,
+            // The records up to the tail agree with each other, and the word at the tail
+            // is not a stamp: it was scribbled; the takeover rewrites it. The records are
+            // believed only if the header agrees or cannot be true (a zeroed stamp and a
+            // forged record must not outvote an honest header).
+            (Some(w), None) if w == header_seq || !possible(header_seq) => w,
             (Some(w), Some(s)) if w == s || w == header_seq => w,
             // Nothing confirms this tail: no record ends there, and the word there is
             // neither a record nor the unpublished stamp every commit leaves.
@@ -131,8 +140,7 @@ fn recover(region: &Region, d: &Dims) -> Result<(u64, u64, u64), SegmentError> {
             _ => return Err(bad("next_seq", header_seq)),
         }
     };
-    // Every message takes at least a record header.
-    if next_seq > tail / HDR {
+    if !possible(next_seq) {
         return Err(bad("next_seq", next_seq));
     }
     // Walk forward over records published after the stored tail, numbered in sequence.
