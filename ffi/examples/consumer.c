@@ -9,7 +9,8 @@
  *
  * Options: --max-len N and --seed S (as given to the producer), --lossy (never slow the
  * producer down; count lost messages), --oldest (start at the oldest message still in the
- * ring instead of the next one), --busy-spin.
+ * ring instead of the next one), --busy-spin, --tight-spin (poll the next record's stamp
+ * alone while a blocking receive spins: options.tight_spin).
  *
  * Prints "attached" once attached, then at the end one of
  *   ok messages=N bytes=B lost=L digest=D            the producer closed the stream
@@ -79,7 +80,9 @@ static void finish(struct run *r, const char *how) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s NAME [--max-len N] [--seed S] [--lossy] [--oldest] [--busy-spin]\n",
+        fprintf(stderr,
+                "usage: %s NAME [--max-len N] [--seed S] [--lossy] [--oldest] [--busy-spin] "
+                "[--tight-spin]\n",
                 argv[0]);
         return 2;
     }
@@ -96,6 +99,8 @@ int main(int argc, char **argv) {
             opts.start = SHMCAST_START_OLDEST;
         else if (!strcmp(argv[a], "--busy-spin"))
             opts.wait.kind = SHMCAST_WAIT_BUSY_SPIN;
+        else if (!strcmp(argv[a], "--tight-spin"))
+            opts.tight_spin = 1;
         else {
             fprintf(stderr, "consumer: unknown argument %s\n", argv[a]);
             return 2;

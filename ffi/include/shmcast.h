@@ -351,6 +351,20 @@ typedef struct shmcast_consumer_options {
      * Nonzero: accept a segment owned by another user. Default 0: refuse it.
      */
     uint32_t allow_foreign_owner;
+    /**
+     * Nonzero: round-trip latency first. While a blocking receive spins (as `wait` says:
+     * its spin count, at most 64 polls at a time), it polls the next record's stamp alone
+     * and takes the record straight from that loop. A busy-spin round trip drops from
+     * ~1.5x ringfire's to ~1.25x (the crate's `pingpong` benchmark). Use it for
+     * request-reply traffic with a busy-spinning or spin-first policy
+     * (`SHMCAST_WAIT_BUSY_SPIN`, or `_SPIN_YIELD`/`_ADAPTIVE` with spins); it changes
+     * nothing for a policy with 0 spins (such as `_ADAPTIVE` with 0 spins and 0 yields,
+     * which sleeps at once), for a lossy consumer, or for try-receives. 0 (the default):
+     * off; what it costs a stream is not settled, so measure before turning it on for
+     * streams.
+     * (Added after the other fields: recompile C code against this header.)
+     */
+    uint32_t tight_spin;
 } shmcast_consumer_options;
 
 /**

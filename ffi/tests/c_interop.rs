@@ -401,6 +401,30 @@ fn rust_producer_to_c_consumers() {
     );
 }
 
+/// `shmcast_consumer_options.tight_spin`: consumers that poll the next record's stamp alone
+/// while they spin (busy-spin, and the default spin-first adaptive policy) get every
+/// message, in order, across the ring's many laps.
+#[test]
+fn c_producer_to_tight_spinning_c_consumers() {
+    let pr = programs();
+    exchange(
+        (&pr.producer, "C producer"),
+        &[
+            (
+                &pr.consumer,
+                "C consumer (busy-spin, tight spin)",
+                &["--busy-spin", "--tight-spin"],
+            ),
+            (
+                &pr.consumer,
+                "C consumer (adaptive, tight spin)",
+                &["--tight-spin"],
+            ),
+        ],
+        "c-tight",
+    );
+}
+
 #[test]
 fn c_and_rust_consumers_report_a_killed_c_producer() {
     let pr = programs();

@@ -22,6 +22,11 @@ A lossless consumer's view points into the shared ring and keeps that space from
 producer until it is released (``view.release()``, or leaving the ``with`` block); the
 consumer receives nothing else meanwhile (``MessageHeld``). ``recv_bytes`` copies.
 
+For request-reply traffic, ``shmcast.Consumer("ticks", wait="busy-spin", tight_spin=True)``
+polls the next message's stamp alone while a receive spins and takes the message straight
+from that loop: the lowest round trip. Off by default (measure it before using it for
+streams); it changes nothing with ``wait="sleep"`` or for a lossy consumer.
+
 A producer service that survives restarts (its consumers too)::
 
     p = shmcast.Producer.open_or_create("ticks", capacity=1 << 20, remove_on_close=False)

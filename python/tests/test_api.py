@@ -1,12 +1,14 @@
 """The Python API in one process: views, reservations, errors, waiting."""
 
 import array
+import inspect
 import threading
 
 import numpy as np
 import pytest
 
 import shmcast
+from conftest import HANG_GUARD
 
 
 def test_a_message_arrives_in_place_as_a_read_only_view(name):
@@ -361,3 +363,70 @@ def test_stats_count_messages(name):
             c.stats()
         v.release()
         assert repr(p).startswith("<shmcast.Producer")
+
+
+def _tight_message(i):
+    """Message ``i`` of the tight-spin stream: its index, then 0 to 200 bytes of filler."""
+    return i.to_bytes(8, "little") + bytes((i + k) & 0xFF for k in range(i * 13 % 201))
+
+
+def test_a_tight_spinning_consumer_gets_a_stream_in_order_across_the_wrap(name):
+    count = 3000  # about 400 KB of records through a 4 KiB ring: ~100 laps
+    with shmcast.Producer(name, capacity=4096) as p, \
+            shmcast.Consumer(name, wait="busy-spin", tight_spin=True) as c:
+        assert c.tight_spin
+        failed = []
+
+        def produce():
+            try:
+                for i in range(count):
+                    p.send(_tight_message(i), timeout=HANG_GUARD)
+            except BaseException as e:  # reported below, in the test's thread
+                failed.append(e)
+
+        # The consumer keeps finding the ring empty while this thread sends, so it takes
+        # messages from its tight spin (with the GIL released, which lets the producer run).
+        t = threading.Thread(target=produce)
+        t.start()
+        try:
+            for i in range(count):
+                if i % 2 == 0:
+                    with c.recv(timeout=HANG_GUARD) as view:
+                        assert (view.obj.seq, bytes(view)) == (i, _tight_message(i))
+                else:
+                    assert c.recv_bytes(timeout=HANG_GUARD) == _tight_message(i)
+        finally:
+            t.join(HANG_GUARD)
+        assert not t.is_alive() and failed == []
+        assert c.try_recv() is None
+        assert c.stats()["messages"] == count
+
+
+def test_tight_spin_is_off_by_default_and_refuses_nothing(name, tmp_path):
+    default = inspect.signature(shmcast.Consumer).parameters["tight_spin"].default
+    assert default is False
+    with shmcast.Producer(name, capacity=4096) as p:
+        with shmcast.Consumer(name) as c:
+            assert c.tight_spin is False
+        for wait in ["adaptive", "busy-spin", "spin-yield", "sleep"]:
+            for lossy in [False, True]:
+                with shmcast.Consumer(name, wait=wait, lossy=lossy, tight_spin=True) as c:
+                    assert c.tight_spin is (not lossy)  # a lossy consumer has no tight spin
+                    assert c.lossy is lossy
+                    p.send(wait.encode())
+                    assert c.recv_bytes(timeout=HANG_GUARD) == wait.encode()
+                with shmcast.Consumer(name, wait=wait, lossy=lossy, tight_spin=False) as c:
+                    assert c.tight_spin is False
+        with shmcast.Consumer(name, start="oldest", allow_foreign_owner=True,
+                              tight_spin=True) as c:
+            assert c.tight_spin
+    with shmcast.Producer(path=tmp_path / "segment", capacity=4096) as p:
+        with shmcast.Consumer(path=tmp_path / "segment", tight_spin=True) as c:
+            p.send(b"file")
+            assert c.recv_bytes(timeout=HANG_GUARD) == b"file"
+    # What was refused before still is, with the option on or off.
+    for tight in [False, True]:
+        with pytest.raises(ValueError, match="wait="):
+            shmcast.Consumer(name, wait="sometimes", tight_spin=tight)
+        with pytest.raises(shmcast.NotFound):
+            shmcast.Consumer(name, tight_spin=tight)

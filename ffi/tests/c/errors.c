@@ -1241,6 +1241,107 @@ static void restart_loop(void) {
     shmcast_force_remove(name); /* after a failure; NOT_FOUND otherwise */
 }
 
+/* tight_spin: message `i` of the stream is tight_len(i) bytes, its index then filler. */
+#define TIGHT_COUNT 5000
+static size_t tight_len(uint64_t i) { return 8 + (size_t)(i * 13 % 201); }
+
+static void tight_fill(uint8_t *buf, uint64_t i) {
+    memcpy(buf, &i, 8);
+    for (size_t k = 8; k < tight_len(i); k++) buf[k] = (uint8_t)(i + k);
+}
+
+/* Whether `data` (`len` bytes) is message `i`. */
+static int tight_is(const uint8_t *data, size_t len, uint64_t i) {
+    uint8_t want[256];
+    if (len != tight_len(i)) return 0;
+    tight_fill(want, i);
+    return memcmp(data, want, len) == 0;
+}
+
+/* Sends the stream, then closes the producer (the end of the stream). */
+static void *tight_producer(void *arg) {
+    shmcast_producer *p = arg;
+    uint8_t buf[256];
+    uintptr_t sent = 0;
+    while (sent < TIGHT_COUNT) {
+        tight_fill(buf, sent);
+        if (shmcast_producer_send(p, buf, tight_len(sent)) != SHMCAST_OK) break;
+        sent++;
+    }
+    shmcast_producer_close(p);
+    return (void *)sent;
+}
+
+/* A lossless consumer with tight_spin and a busy-spin policy, its producer in another
+ * thread: every message once and in order, across more than a hundred laps of a 4 KiB
+ * ring (the consumer keeps finding the ring empty, so it takes records from its tight
+ * spin), then the end of the stream. Also: the option is off by default, and accepted with
+ * a lossy consumer (which ignores it) and a policy that sleeps at once. */
+static void tight_spin(void) {
+    CHECK(shmcast_consumer_options_default().tight_spin == 0, "tight_spin is off by default");
+    const char *name = seg("tight");
+    shmcast_producer *p = make_producer(name, 4096, 0);
+    if (!p) return;
+    shmcast_consumer_options o = shmcast_consumer_options_default();
+    o.wait.kind = SHMCAST_WAIT_BUSY_SPIN;
+    o.tight_spin = 1;
+    shmcast_consumer *c = NULL, *lossy = NULL, *sleepy = NULL;
+    EXPECT(shmcast_consumer_open(name, &o, &c), SHMCAST_OK, NULL);
+    shmcast_consumer_options lo = o;
+    lo.lossy = 1;
+    EXPECT(shmcast_consumer_open(name, &lo, &lossy), SHMCAST_OK, NULL);
+    shmcast_consumer_close(lossy); /* of these two only the opening is checked */
+    shmcast_consumer_options so = o;
+    so.wait.kind = SHMCAST_WAIT_ADAPTIVE;
+    so.wait.spins = 0;
+    so.wait.yields = 0;
+    so.tight_spin = 2; /* any nonzero value */
+    EXPECT(shmcast_consumer_open(name, &so, &sleepy), SHMCAST_OK, NULL);
+    shmcast_consumer_close(sleepy);
+    if (!c) {
+        shmcast_producer_close(p);
+        return;
+    }
+
+    pthread_t t;
+    if (pthread_create(&t, NULL, tight_producer, p) != 0) {
+        CHECK(0, "start the producer thread");
+        shmcast_consumer_close(c);
+        shmcast_producer_close(p);
+        return;
+    }
+    uint64_t got = 0;
+    shmcast_status st = SHMCAST_OK;
+    int wrong = 0;
+    uint8_t buf[256];
+    for (;; got++) {
+        shmcast_message m;
+        if (got % 2 == 0) { /* in place */
+            st = shmcast_consumer_recv(c, &m);
+            if (st != SHMCAST_OK) break;
+            wrong = m.seq != got || !tight_is(m.data, m.len, got);
+            shmcast_consumer_release(c);
+        } else { /* a copy */
+            shmcast_recv_info info;
+            st = shmcast_consumer_recv_into(c, buf, sizeof buf, &info);
+            if (st != SHMCAST_OK) break;
+            wrong = info.seq != got || !tight_is(buf, info.len, got);
+        }
+        if (wrong) break;
+    }
+    CHECK(!wrong, "message %llu is wrong or out of order", (unsigned long long)got);
+    CHECK(st == SHMCAST_DISCONNECTED || wrong, "the stream ended with %s after %llu messages",
+          shmcast_status_str(st), (unsigned long long)got);
+    /* Closing the consumer first lets a producer blocked on it (after a failure) finish. */
+    shmcast_consumer_close(c);
+    void *sent = NULL;
+    pthread_join(t, &sent);
+    CHECK((uintptr_t)sent == TIGHT_COUNT, "the producer sent %llu messages",
+          (unsigned long long)(uintptr_t)sent);
+    CHECK(got == TIGHT_COUNT, "received %llu of %d messages", (unsigned long long)got,
+          TIGHT_COUNT);
+}
+
 static void *fail_on_other_thread(void *arg) {
     shmcast_producer *p = NULL;
     shmcast_status st = shmcast_producer_create("a/b", NULL, &p);
@@ -1285,6 +1386,7 @@ int main(int argc, char **argv) {
     killed_processes(); /* these fork: before any thread is started */
     waited_for_consumers();
     restart_loop();
+    tight_spin(); /* starts a thread: after the forks */
     last_error_is_per_thread();
     printf("errors: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
