@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 ///     .unwrap();
 /// # Ok::<(), shmcast::CreateError>(())
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ConsumerBuilder {
     start: StartAt,
     wait: WaitPolicy,
@@ -38,6 +38,20 @@ pub struct ConsumerBuilder {
     prefault: Option<bool>,
     lock_memory: bool,
     tight_spin: bool,
+}
+
+impl Default for ConsumerBuilder {
+    fn default() -> ConsumerBuilder {
+        ConsumerBuilder {
+            start: StartAt::default(),
+            wait: WaitPolicy::default(),
+            allow_foreign_owner: false,
+            wait_for_segment: None,
+            prefault: None,
+            lock_memory: false,
+            tight_spin: true,
+        }
+    }
 }
 
 /// How far a consumer is behind the producer.
@@ -75,23 +89,22 @@ impl ConsumerBuilder {
         self
     }
 
-    /// Round-trip latency first: while a blocking receive spins (per the wait policy, up to
-    /// 64 spins at a time), it polls the next record's stamp alone and takes the record
-    /// straight from that loop. Default `false`. Lossless consumers only.
+    /// While a blocking receive spins (per the wait policy, up to 64 spins at a time), poll
+    /// the next record's stamp alone and take the record straight from that loop. Default
+    /// `true`. Lossless consumers only.
     ///
-    /// Measured (`bench/README.md`, `pingpong`: pinned, same-die 64 B busy-spin round trips
-    /// against ringfire in the same runs): the round trip drops from ~1.5x ringfire's to
-    /// ~1.25x. Off by default because what it costs a stream is not settled: side by side
-    /// the single-message stream is level, but a build with it on for every consumer
-    /// streamed a third slower. Turn it on for request-reply traffic; measure it before
-    /// turning it on for streams.
+    /// `false` runs every spin through the full poll (the end-of-stream and stuck-stream
+    /// checks, the cursor publish); nothing else changes. Measured (`bench/README.md`,
+    /// `pingpong`: 16 alternated pairs of builds, pinned, same-die 64 B busy-spin against
+    /// ringfire in the same runs): the round trip at a median 1.26x ringfire's on, 1.51x
+    /// off; the single-message stream at 0.58x and 0.56x of the streaming floor.
     ///
     /// # Examples
     /// ```
     /// let p = shmcast::Producer::builder().create_in_process()?;
     /// let c = shmcast::Consumer::builder()
     ///     .wait_policy(shmcast::WaitPolicy::BusySpin)
-    ///     .tight_spin(true)
+    ///     .tight_spin(false)
     ///     .attach_to(&p)
     ///     .unwrap();
     /// # let _ = c;

@@ -28,10 +28,10 @@ pub const QUIT: u64 = u64::MAX;
 /// A transport under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// shmcast, both sides `WaitPolicy::BusySpin`.
+    /// shmcast, both sides `WaitPolicy::BusySpin` (consumers spin tightly, the default).
     ShmSpin,
-    /// shmcast, both sides `WaitPolicy::BusySpin`, consumers with `tight_spin(true)`.
-    ShmTight,
+    /// shmcast, both sides `WaitPolicy::BusySpin`, consumers with `tight_spin(false)`.
+    ShmLoose,
     /// shmcast, both sides the default `WaitPolicy::Adaptive` (spin, yield, futex).
     ShmAdaptive,
     /// shmcast, both sides `WaitPolicy::Adaptive { spins: 0, yields: 0 }` (futex at once).
@@ -73,7 +73,7 @@ impl Kind {
         Kind::FloorPayload,
         Kind::StreamFloor,
         Kind::ShmSpin,
-        Kind::ShmTight,
+        Kind::ShmLoose,
         Kind::ShmAdaptive,
         Kind::ShmSleep,
         Kind::Ringfire,
@@ -91,7 +91,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::ShmSpin => "shmcast-spin",
-            Kind::ShmTight => "shmcast-spin-tight",
+            Kind::ShmLoose => "shmcast-spin-loose",
             Kind::ShmAdaptive => "shmcast-adaptive",
             Kind::ShmSleep => "shmcast-sleep",
             Kind::Ringfire => "ringfire",
@@ -122,7 +122,7 @@ impl Kind {
     /// The shmcast wait policy, for shmcast kinds.
     pub fn policy(self) -> Option<WaitPolicy> {
         match self {
-            Kind::ShmSpin | Kind::ShmTight => Some(WaitPolicy::BusySpin),
+            Kind::ShmSpin | Kind::ShmLoose => Some(WaitPolicy::BusySpin),
             Kind::ShmAdaptive => Some(WaitPolicy::default()),
             Kind::ShmSleep => Some(WaitPolicy::Adaptive {
                 spins: 0,
@@ -132,9 +132,10 @@ impl Kind {
         }
     }
 
-    /// Do its consumers spin on the stamp alone (`ConsumerBuilder::tight_spin`)?
+    /// Do its consumers spin on the stamp alone (`ConsumerBuilder::tight_spin`, on by
+    /// default)?
     pub fn tight(self) -> bool {
-        self == Kind::ShmTight
+        self != Kind::ShmLoose
     }
 
     /// Is this a shmcast ring?
@@ -625,7 +626,7 @@ pub fn prepare(kind: Kind, size: usize, dir: Dir, ring: RingSize) -> io::Result<
     #[allow(unused_mut)]
     let mut peer_pong = None;
     let (link, spec, pong) = match kind {
-        Kind::ShmSpin | Kind::ShmTight | Kind::ShmAdaptive | Kind::ShmSleep => {
+        Kind::ShmSpin | Kind::ShmLoose | Kind::ShmAdaptive | Kind::ShmSleep => {
             let policy = kind.policy().expect("a shmcast kind");
             let ping = unique_name("ping");
             let capacity = capacity_for(ring.capacity, size);
@@ -767,7 +768,7 @@ pub fn open_child(kind: Kind, size: usize, spec: &[String]) -> io::Result<Link> 
             .ok_or_else(|| other(format!("missing transport argument {i}")))
     };
     Ok(match kind {
-        Kind::ShmSpin | Kind::ShmTight | Kind::ShmAdaptive | Kind::ShmSleep => {
+        Kind::ShmSpin | Kind::ShmLoose | Kind::ShmAdaptive | Kind::ShmSleep => {
             let policy = kind.policy().expect("a shmcast kind");
             let rx = Consumer::builder()
                 .wait_policy(policy)

@@ -133,7 +133,7 @@ fn real_main() -> Result<(), Box<dyn std::error::Error>> {
         Kind::Floor,
         Kind::FloorPayload,
         Kind::ShmSpin,
-        Kind::ShmTight,
+        Kind::ShmLoose,
         Kind::ShmAdaptive,
         Kind::Ringfire,
         Kind::Iceoryx2,
@@ -158,7 +158,7 @@ fn real_main() -> Result<(), Box<dyn std::error::Error>> {
         let kinds: Vec<Kind> = [
             Kind::StreamFloor,
             Kind::ShmSpin,
-            Kind::ShmTight,
+            Kind::ShmLoose,
             Kind::ShmAdaptive,
             Kind::Ringfire,
             Kind::Iceoryx2,
