@@ -9,8 +9,9 @@
  *
  * Options: --max-len N and --seed S (as given to the producer), --lossy (never slow the
  * producer down; count lost messages), --oldest (start at the oldest message still in the
- * ring instead of the next one), --busy-spin, --tight-spin (poll the next record's stamp
- * alone while a blocking receive spins: options.tight_spin).
+ * ring instead of the next one), --busy-spin, --no-tight-spin (options.tight_spin = 0:
+ * while a blocking receive spins, run the full poll each time instead of polling the next
+ * record's stamp alone, which is the default).
  *
  * Prints "attached" once attached, then at the end one of
  *   ok messages=N bytes=B lost=L digest=D            the producer closed the stream
@@ -82,7 +83,7 @@ int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr,
                 "usage: %s NAME [--max-len N] [--seed S] [--lossy] [--oldest] [--busy-spin] "
-                "[--tight-spin]\n",
+                "[--no-tight-spin]\n",
                 argv[0]);
         return 2;
     }
@@ -99,8 +100,8 @@ int main(int argc, char **argv) {
             opts.start = SHMCAST_START_OLDEST;
         else if (!strcmp(argv[a], "--busy-spin"))
             opts.wait.kind = SHMCAST_WAIT_BUSY_SPIN;
-        else if (!strcmp(argv[a], "--tight-spin"))
-            opts.tight_spin = 1;
+        else if (!strcmp(argv[a], "--no-tight-spin"))
+            opts.tight_spin = 0;
         else {
             fprintf(stderr, "consumer: unknown argument %s\n", argv[a]);
             return 2;

@@ -22,10 +22,10 @@ A lossless consumer's view points into the shared ring and keeps that space from
 producer until it is released (``view.release()``, or leaving the ``with`` block); the
 consumer receives nothing else meanwhile (``MessageHeld``). ``recv_bytes`` copies.
 
-For request-reply traffic, ``shmcast.Consumer("ticks", wait="busy-spin", tight_spin=True)``
-polls the next message's stamp alone while a receive spins and takes the message straight
-from that loop: the lowest round trip. Off by default (measure it before using it for
-streams); it changes nothing with ``wait="sleep"`` or for a lossy consumer.
+A blocking receive that spins polls the next message's stamp alone and takes the message
+straight from that loop (``tight_spin``, on by default): the lowest round trip.
+``shmcast.Consumer("ticks", tight_spin=False)`` opts out, running the full poll on every
+spin; it changes nothing with ``wait="sleep"`` or for a lossy consumer.
 
 A producer service that survives restarts (its consumers too)::
 

@@ -370,11 +370,13 @@ def _tight_message(i):
     return i.to_bytes(8, "little") + bytes((i + k) & 0xFF for k in range(i * 13 % 201))
 
 
-def test_a_tight_spinning_consumer_gets_a_stream_in_order_across_the_wrap(name):
+# ``{}``: the default (on); ``tight_spin=False``: the opt-out, every spin the full poll.
+@pytest.mark.parametrize("option", [{}, {"tight_spin": False}], ids=["default", "off"])
+def test_a_busy_spinning_consumer_gets_a_stream_in_order_across_the_wrap(name, option):
     count = 3000  # about 400 KB of records through a 4 KiB ring: ~100 laps
     with shmcast.Producer(name, capacity=4096) as p, \
-            shmcast.Consumer(name, wait="busy-spin", tight_spin=True) as c:
-        assert c.tight_spin
+            shmcast.Consumer(name, wait="busy-spin", **option) as c:
+        assert c.tight_spin is option.get("tight_spin", True)
         failed = []
 
         def produce():
@@ -385,7 +387,8 @@ def test_a_tight_spinning_consumer_gets_a_stream_in_order_across_the_wrap(name):
                 failed.append(e)
 
         # The consumer keeps finding the ring empty while this thread sends, so it takes
-        # messages from its tight spin (with the GIL released, which lets the producer run).
+        # messages from its spin loop (with the GIL released, which lets the producer run):
+        # the tight one by default, the full poll with tight_spin=False.
         t = threading.Thread(target=produce)
         t.start()
         try:
@@ -402,28 +405,34 @@ def test_a_tight_spinning_consumer_gets_a_stream_in_order_across_the_wrap(name):
         assert c.stats()["messages"] == count
 
 
-def test_tight_spin_is_off_by_default_and_refuses_nothing(name, tmp_path):
+def test_tight_spin_is_on_by_default_and_refuses_nothing(name, tmp_path):
     default = inspect.signature(shmcast.Consumer).parameters["tight_spin"].default
-    assert default is False
+    assert default is True
     with shmcast.Producer(name, capacity=4096) as p:
         with shmcast.Consumer(name) as c:
-            assert c.tight_spin is False
+            assert c.tight_spin is True
+        with shmcast.Consumer(name, lossy=True) as c:
+            assert c.tight_spin is False  # a lossy consumer has no tight spin
         for wait in ["adaptive", "busy-spin", "spin-yield", "sleep"]:
             for lossy in [False, True]:
-                with shmcast.Consumer(name, wait=wait, lossy=lossy, tight_spin=True) as c:
-                    assert c.tight_spin is (not lossy)  # a lossy consumer has no tight spin
-                    assert c.lossy is lossy
-                    p.send(wait.encode())
-                    assert c.recv_bytes(timeout=HANG_GUARD) == wait.encode()
-                with shmcast.Consumer(name, wait=wait, lossy=lossy, tight_spin=False) as c:
-                    assert c.tight_spin is False
-        with shmcast.Consumer(name, start="oldest", allow_foreign_owner=True,
-                              tight_spin=True) as c:
+                for tight in [True, False]:
+                    options = dict(wait=wait, lossy=lossy, tight_spin=tight)
+                    with shmcast.Consumer(name, **options) as c:
+                        assert c.tight_spin is (tight and not lossy)
+                        assert c.lossy is lossy
+                        p.send(wait.encode())
+                        assert c.recv_bytes(timeout=HANG_GUARD) == wait.encode()
+        with shmcast.Consumer(name, start="oldest", allow_foreign_owner=True) as c:
             assert c.tight_spin
+        with shmcast.Consumer(name, start="oldest", allow_foreign_owner=True,
+                              tight_spin=False) as c:
+            assert not c.tight_spin
     with shmcast.Producer(path=tmp_path / "segment", capacity=4096) as p:
-        with shmcast.Consumer(path=tmp_path / "segment", tight_spin=True) as c:
-            p.send(b"file")
-            assert c.recv_bytes(timeout=HANG_GUARD) == b"file"
+        for tight in [True, False]:
+            with shmcast.Consumer(path=tmp_path / "segment", tight_spin=tight) as c:
+                assert c.tight_spin is tight
+                p.send(b"file")
+                assert c.recv_bytes(timeout=HANG_GUARD) == b"file"
     # What was refused before still is, with the option on or off.
     for tight in [False, True]:
         with pytest.raises(ValueError, match="wait="):

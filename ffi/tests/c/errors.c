@@ -1272,19 +1272,17 @@ static void *tight_producer(void *arg) {
     return (void *)sent;
 }
 
-/* A lossless consumer with tight_spin and a busy-spin policy, its producer in another
- * thread: every message once and in order, across more than a hundred laps of a 4 KiB
- * ring (the consumer keeps finding the ring empty, so it takes records from its tight
- * spin), then the end of the stream. Also: the option is off by default, and accepted with
- * a lossy consumer (which ignores it) and a policy that sleeps at once. */
-static void tight_spin(void) {
-    CHECK(shmcast_consumer_options_default().tight_spin == 0, "tight_spin is off by default");
-    const char *name = seg("tight");
+/* A lossless busy-spinning consumer with tight_spin as `opts` leave it, its producer in
+ * another thread: every message once and in order, across more than a hundred laps of a
+ * 4 KiB ring (the consumer keeps finding the ring empty, so it takes records from its spin
+ * loop: the tight one when on, the full poll when off), then the end of the stream. Also:
+ * the same setting is accepted with a lossy consumer (which ignores it) and a policy that
+ * sleeps at once. */
+static void tight_stream(const char *suffix, shmcast_consumer_options o) {
+    const unsigned ts = o.tight_spin;
+    const char *name = seg(suffix);
     shmcast_producer *p = make_producer(name, 4096, 0);
     if (!p) return;
-    shmcast_consumer_options o = shmcast_consumer_options_default();
-    o.wait.kind = SHMCAST_WAIT_BUSY_SPIN;
-    o.tight_spin = 1;
     shmcast_consumer *c = NULL, *lossy = NULL, *sleepy = NULL;
     EXPECT(shmcast_consumer_open(name, &o, &c), SHMCAST_OK, NULL);
     shmcast_consumer_options lo = o;
@@ -1295,7 +1293,7 @@ static void tight_spin(void) {
     so.wait.kind = SHMCAST_WAIT_ADAPTIVE;
     so.wait.spins = 0;
     so.wait.yields = 0;
-    so.tight_spin = 2; /* any nonzero value */
+    if (so.tight_spin) so.tight_spin = 2; /* any nonzero value */
     EXPECT(shmcast_consumer_open(name, &so, &sleepy), SHMCAST_OK, NULL);
     shmcast_consumer_close(sleepy);
     if (!c) {
@@ -1305,7 +1303,7 @@ static void tight_spin(void) {
 
     pthread_t t;
     if (pthread_create(&t, NULL, tight_producer, p) != 0) {
-        CHECK(0, "start the producer thread");
+        CHECK(0, "start the producer thread (tight_spin %u)", ts);
         shmcast_consumer_close(c);
         shmcast_producer_close(p);
         return;
@@ -1329,17 +1327,30 @@ static void tight_spin(void) {
         }
         if (wrong) break;
     }
-    CHECK(!wrong, "message %llu is wrong or out of order", (unsigned long long)got);
-    CHECK(st == SHMCAST_DISCONNECTED || wrong, "the stream ended with %s after %llu messages",
+    CHECK(!wrong, "tight_spin %u: message %llu is wrong or out of order", ts,
+          (unsigned long long)got);
+    CHECK(st == SHMCAST_DISCONNECTED || wrong,
+          "tight_spin %u: the stream ended with %s after %llu messages", ts,
           shmcast_status_str(st), (unsigned long long)got);
     /* Closing the consumer first lets a producer blocked on it (after a failure) finish. */
     shmcast_consumer_close(c);
     void *sent = NULL;
     pthread_join(t, &sent);
-    CHECK((uintptr_t)sent == TIGHT_COUNT, "the producer sent %llu messages",
+    CHECK((uintptr_t)sent == TIGHT_COUNT, "tight_spin %u: the producer sent %llu messages", ts,
           (unsigned long long)(uintptr_t)sent);
-    CHECK(got == TIGHT_COUNT, "received %llu of %d messages", (unsigned long long)got,
-          TIGHT_COUNT);
+    CHECK(got == TIGHT_COUNT, "tight_spin %u: received %llu of %d messages", ts,
+          (unsigned long long)got, TIGHT_COUNT);
+}
+
+/* tight_spin is on by default; the stream across laps runs with it on (the default) and
+ * with it off (0: every spin runs the full poll), so that both receive paths stay covered. */
+static void tight_spin(void) {
+    shmcast_consumer_options o = shmcast_consumer_options_default();
+    CHECK(o.tight_spin == 1, "tight_spin is on by default (got %u)", (unsigned)o.tight_spin);
+    o.wait.kind = SHMCAST_WAIT_BUSY_SPIN;
+    tight_stream("tight-on", o); /* the default */
+    o.tight_spin = 0;
+    tight_stream("tight-off", o); /* the opt-out */
 }
 
 static void *fail_on_other_thread(void *arg) {
@@ -1386,7 +1397,7 @@ int main(int argc, char **argv) {
     killed_processes(); /* these fork: before any thread is started */
     waited_for_consumers();
     restart_loop();
-    tight_spin(); /* starts a thread: after the forks */
+    tight_spin(); /* starts threads: after the forks */
     last_error_is_per_thread();
     printf("errors: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
