@@ -5,8 +5,8 @@
 //! rule the fuzz oracles rely on.
 
 use shmcast::fuzzing::layout::{
-    record_size, PRODUCER_CLAIM, PRODUCER_NEXT_SEQ, PRODUCER_TAIL, RECORD_META, RECORD_SEQ,
-    SLOT_CURSOR, SLOT_STATE,
+    record_size, KIND_PADDING, PRODUCER_CLAIM, PRODUCER_NEXT_SEQ, PRODUCER_TAIL, RECORD_META,
+    RECORD_SEQ, SLOT_CURSOR, SLOT_STATE,
 };
 use shmcast::fuzzing::HostileSegment;
 use shmcast::{
@@ -492,4 +492,43 @@ fn a_takeover_never_lets_one_forged_witness_outvote_an_honest_one() {
     }
     // The matrix reaches every outcome (else it checks less than it says).
     assert!(seen.iter().all(|&n| n > 0), "outcomes {seen:?}");
+}
+
+/// `framing` (crash-1786f24e, seed in fuzz/seeds/framing/): a peer turned the newest
+/// record's header into padding. The format cannot tell (see "What the record header cannot
+/// detect"): the consumer skips to the next lap, past the producer's tail, so its cursor is
+/// impossible. The producer evicts it at its next gate scan and the consumer is told
+/// `Evicted`, never left waiting in silence; the other consumer is not disturbed. The
+/// oracle had kept following the consumer exactly after the skip.
+#[test]
+fn a_consumer_sent_past_the_tail_by_forged_padding_is_evicted_and_told() {
+    let seg = HostileSegment::fresh(256, 40, 2).expect("valid config");
+    let mut a = seg.consumer(StartAt::Next).expect("slot 0");
+    let mut b = seg.consumer(StartAt::Next).expect("slot 1");
+    let mut p = seg.producer().expect("fresh");
+    // Records at 0, 56, 112 (26 B), 168 (8 B) and 200 (empty): the tail is at 224, and the
+    // record at 200 has 56 bytes of room, less than the largest record (64): padding there
+    // is well-formed.
+    for len in [26, 26, 26, 8, 0] {
+        p.try_send(&vec![1; len]).expect("room");
+    }
+    assert_eq!(seg.load_u64(PRODUCER_TAIL), 224);
+    // SAFETY: no message of this ring is held in place while it is scribbled on.
+    unsafe {
+        seg.scribble_ring(
+            200 + RECORD_META,
+            &(u64::from(KIND_PADDING) << 32).to_ne_bytes(),
+        )
+    }
+    for want in 0..4u64 {
+        assert_eq!(a.try_recv().map(|m| m.seq()), Ok(want));
+    }
+    // The forged padding sends `a` to 256, a lap start the producer has not reached.
+    assert_eq!(a.try_recv().map(|m| m.seq()), Err(TryRecvError::Empty));
+    // `b` (at 0) gates the next record; the gate scan finds `a` past the tail.
+    assert_eq!(p.try_send(&[2; 26]), Err(TrySendError::Full));
+    assert_eq!(a.try_recv().map(|m| m.seq()), Err(TryRecvError::Evicted));
+    for want in 0..4u64 {
+        assert_eq!(b.try_recv().map(|m| m.seq()), Ok(want));
+    }
 }
