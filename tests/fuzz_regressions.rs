@@ -532,3 +532,53 @@ fn a_consumer_sent_past_the_tail_by_forged_padding_is_evicted_and_told() {
         assert_eq!(b.try_recv().map(|m| m.seq()), Ok(want));
     }
 }
+
+/// A peer forged the producer's claim and tail far ahead: a lossy consumer recovering from
+/// the "lap" restarted at the forged tail. Once the peer put both words back, the consumer
+/// sat past everything the producer had claimed, reporting nothing while messages were
+/// sent behind it (a silent stall; it would only have noticed a lap of traffic later).
+/// A lossy cursor past the producer's claim is impossible (the claim bounds every record
+/// it can have read), so it is corruption, and the consumer says so before it sleeps.
+/// (`hostile_stream`: the oracle followed such a reader for safety only.)
+#[test]
+fn a_lossy_consumer_moved_past_the_claim_by_forged_positions_reports_it() {
+    let seg = HostileSegment::fresh(256, 40, 2).expect("valid config");
+    let mut p = seg.producer().expect("fresh");
+    let mut lossy = Consumer::builder()
+        .wait_policy(shmcast::WaitPolicy::Adaptive {
+            spins: 0,
+            yields: 0,
+        })
+        .lossy()
+        .attach_to(&p)
+        .expect("a free slot");
+    // Records at 0 and 56 (26 zero bytes each): the tail is at 112.
+    for _ in 0..2 {
+        p.try_send(&[0; 26]).expect("nobody gates");
+    }
+    let mut buf = Vec::new();
+    for want in 0..2 {
+        assert_eq!(lossy.try_recv_into(&mut buf), Ok(want));
+    }
+    let (tail, claim) = (seg.load_u64(PRODUCER_TAIL), seg.load_u64(PRODUCER_CLAIM));
+    assert_eq!(tail, 112);
+    // Claim and tail at 600: the consumer at 112 looks lapped and restarts at the tail.
+    // SAFETY: no message of this ring is held in place while it is scribbled on.
+    unsafe {
+        seg.scribble(PRODUCER_TAIL, &600u64.to_ne_bytes());
+        seg.scribble(PRODUCER_CLAIM, &600u64.to_ne_bytes());
+    }
+    assert_eq!(lossy.try_recv_into(&mut buf), Err(TryRecvError::Empty));
+    // SAFETY: as above.
+    unsafe {
+        seg.scribble(PRODUCER_TAIL, &tail.to_ne_bytes());
+        seg.scribble(PRODUCER_CLAIM, &claim.to_ne_bytes());
+    }
+    p.try_send(&[0; 26]).expect("nobody gates");
+    assert!(seg.load_u64(PRODUCER_CLAIM) < 600);
+    // The timeout is a hang guard only: before the fix this timed out.
+    match lossy.recv_timeout_into(&mut buf, Duration::from_secs(20)) {
+        Err(RecvTimeoutError::Corrupt(c)) => assert_eq!(c.position, 600, "{c:?}"),
+        other => panic!("a consumer past the producer's claim must be told: {other:?}"),
+    }
+}

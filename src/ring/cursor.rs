@@ -414,6 +414,9 @@ impl RingConsumer {
     /// overwritten it) says nothing about our record: a peer scribbled the header, and the
     /// producer's next commit overwrites it.
     pub(super) fn check_stuck(&self) -> Result<(), RecvTimeoutError> {
+        if self.mode == Mode::Lossy {
+            self.check_within_claim()?;
+        }
         let c = self.d.skip_short(self.cursor);
         // Acquire pairs with the Release tail store in `writer.rs` `store_tail`: every stamp
         // below this tail is visible.
@@ -444,6 +447,33 @@ impl RingConsumer {
                      published here",
             value: stamp,
         }))
+    }
+
+    /// Corruption that would otherwise stall a lossy consumer silently: its cursor is past
+    /// the producer's claim. No producer can have published a record there (the claim
+    /// bounds every write), so forged positions moved it (a forged claim and tail it
+    /// recovered to, forged padding); the messages sent meanwhile land behind it, and it
+    /// would notice only when the producer passed it, up to a lap of traffic later. (A
+    /// lossless cursor like that is the producer's to evict at its gate scan.)
+    ///
+    /// An honest cursor never is: it passes only records whose stamps it loaded with
+    /// `Acquire`, each written after the claim store that covered it, or it recovers to a
+    /// tail loaded with `Acquire`, stored after the claim that covered it; the claim never
+    /// goes down (a takeover keeps it, clamped to the recovered tail and above).
+    fn check_within_claim(&self) -> Result<(), RecvTimeoutError> {
+        // Acquire pairs with the Release claim stores (`gate.rs` `refresh`, `takeover.rs`):
+        // with the stamp or tail loads that moved our cursor, it sees a claim at least as
+        // high as the one covering it.
+        let claim = self.region.header().producer.claim.load(Acquire);
+        if self.cursor > claim {
+            return Err(RecvTimeoutError::Corrupt(Corruption {
+                position: self.cursor,
+                reason: "this lossy consumer's position is past the producer's claim, which \
+                         bounds every record it can have written: forged positions moved it",
+                value: claim,
+            }));
+        }
+        Ok(())
     }
 
     /// Every `PROBE_EVERY` empty polls, at most every `PROBE_INTERVAL` (a system call and
