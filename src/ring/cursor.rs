@@ -461,10 +461,11 @@ impl RingConsumer {
     /// tail loaded with `Acquire`, stored after the claim that covered it; the claim never
     /// goes down (a takeover keeps it, clamped to the recovered tail and above).
     fn check_within_claim(&self) -> Result<(), RecvTimeoutError> {
-        // Acquire pairs with the Release claim stores (`gate.rs` `refresh`, `takeover.rs`):
-        // with the stamp or tail loads that moved our cursor, it sees a claim at least as
-        // high as the one covering it.
-        let claim = self.region.header().producer.claim.load(Acquire);
+        // Relaxed: ordered by the Acquire stamp or tail loads that moved our cursor (they
+        // pair with Release stores the producer made after the claim store covering the
+        // cursor, so that claim store happens-before this load, which by coherence reads it
+        // or a later one).
+        let claim = self.region.header().producer.claim.load(Relaxed);
         if self.cursor > claim {
             return Err(RecvTimeoutError::Corrupt(Corruption {
                 position: self.cursor,
