@@ -1055,6 +1055,15 @@ impl LossyConsumer {
     }
 }
 
+/// For the fuzz oracles (`crate::fuzzing`).
+#[cfg(all(not(shmcast_loom), any(feature = "test-hooks", fuzzing)))]
+impl LossyConsumer {
+    /// This consumer's stream position (where its next receive looks).
+    pub(crate) fn position(&self) -> u64 {
+        self.ring.position()
+    }
+}
+
 /// Hooks for the asynchronous handles (`crate::asynch`).
 #[cfg(feature = "tokio")]
 impl LossyConsumer {

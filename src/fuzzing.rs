@@ -241,6 +241,12 @@ impl HostileSegment {
             .finish(Arc::clone(&self.region))
     }
 
+    /// Where `consumer` (a lossy consumer of this ring) looks next: its stream position,
+    /// which a forged claim or tail may have moved anywhere.
+    pub fn lossy_position(consumer: &crate::LossyConsumer) -> u64 {
+        consumer.position()
+    }
+
     /// Take over as the producer.
     ///
     /// # Errors

@@ -13,6 +13,8 @@
 //!   still exact, the number is what the header says);
 //! * `Empty` from a lossless consumer whose next record is published and intact, or from a
 //!   lossy one while the claim is impossible (`> tail + capacity`) and a message is there;
+//! * a lossy reader whose `recv_timeout` runs out while it sits past the producer's claim
+//!   (where nothing can be published: forged positions moved it there);
 //! * an `Empty` that lasts (`recv_timeout` runs out, or `Disconnected` after the close)
 //!   while the producer's published tail proves a record exists at the consumer's cursor:
 //!   then the consumer must report `Corrupt` (a closed stream's tail is final, so one more
@@ -108,7 +110,7 @@ enum Op {
         n: u8,
     },
     /// `recv_timeout`: a lossless consumer whose next record the tail proves must get it or
-    /// report corruption.
+    /// report corruption; a lossy one past the producer's claim must report corruption.
     Wait {
         who: Who,
     },
@@ -438,12 +440,36 @@ impl Harness {
         })
     }
 
+    /// A lossy reader that waited in silence must not sit past the producer's claim: no
+    /// record can be published there, so it would miss every message sent behind it. Forged
+    /// positions can move it there (it recovers to a forged tail); then it must report
+    /// `Corrupt` (it checks at every probe, and probes many times within `WAIT`). The claim
+    /// read here is the one it saw: scribbles change only between operations.
+    fn check_not_past_claim(&self, who: Who) {
+        if let Some((pos, claim)) = self.past_claim(who) {
+            panic!("{who:?}: waited in silence at {pos}, past the producer's claim {claim}");
+        }
+    }
+
+    /// `who`'s position and the producer's claim, if `who` is a lossy reader past it.
+    fn past_claim(&self, who: Who) -> Option<(u64, u64)> {
+        let Some(Handle::Lossy(c)) = self.readers[who as usize].as_ref().map(|r| &r.handle) else {
+            return None;
+        };
+        let pos = HostileSegment::lossy_position(c);
+        let claim = self.seg.load_u64(PRODUCER_CLAIM);
+        (pos > claim).then_some((pos, claim))
+    }
+
     /// One receive by `who`, checked (`Timeout` stands for `Empty` without `wait`). False if
     /// nothing came.
     fn recv(&mut self, who: Who, wait: bool, closed: bool) -> bool {
         let Some(got) = self.receive(who, wait) else {
             return false;
         };
+        if wait && matches!(got, Got::Err(RecvTimeoutError::Timeout)) {
+            self.check_not_past_claim(who);
+        }
         let follow = self.readers[who as usize]
             .as_ref()
             .expect("received")
@@ -788,11 +814,12 @@ impl Harness {
                 // Only where something must come (or be reported): a caught-up consumer
                 // would wait in vain.
                 // (Not while the tail is forged: a consumer may then rightly wait.)
+                // A lossy reader past the producer's claim must report it.
                 let due = match self.readers[who as usize].as_ref().map(|r| r.follow) {
                     Some(Follow::Exact(mc)) => {
                         mc.next_seq < self.model.next_seq && !self.header_dirty(Field::Tail)
                     }
-                    _ => false,
+                    _ => self.past_claim(who).is_some(),
                 };
                 let closed = self.producer.is_none();
                 if due && self.waits < MAX_WAITS {

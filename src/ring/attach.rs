@@ -74,6 +74,12 @@ impl std::fmt::Debug for RingConsumer {
 }
 
 impl RingConsumer {
+    /// Our stream position (for the fuzz oracles).
+    #[cfg(all(not(shmcast_loom), any(feature = "test-hooks", fuzzing)))]
+    pub(crate) fn position(&self) -> u64 {
+        self.cursor
+    }
+
     /// Attach to `region`: take a free slot and register a start position the producer
     /// cannot have overrun (lossless) or learn the sequence number at the start (lossy).
     pub(crate) fn attach(
