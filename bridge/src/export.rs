@@ -5,13 +5,14 @@ use crate::error::{zenoh_err, BridgeError};
 use crate::throttle::{folded, Throttle};
 use crate::wire::{Header, Kind, HEADER_LEN};
 use shmcast::{
-    Consumer, LossyConsumer, OpenError, RecvError, RecvTimeoutError, StartAt, WaitPolicy,
+    Consumer, LossyConsumer, OpenError, RecvError, RecvTimeoutError, SegmentError, StartAt,
+    WaitPolicy,
 };
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use zenoh::qos::CongestionControl;
 use zenoh::Wait;
 
@@ -19,6 +20,10 @@ use zenoh::Wait;
 const POLL: Duration = Duration::from_millis(50);
 /// How often a bridge waiting for a ring (to appear, or for a new producer) looks again.
 const RETRY: Duration = Duration::from_millis(20);
+/// How long a ring file whose header is not written yet (`Uninitialized`, or `Truncated`
+/// below a header) counts as one its creator is still writing (normally microseconds: the
+/// creator sizes the file, then writes the header) before it is reported as the error it is.
+const CREATION_GRACE: Duration = Duration::from_secs(5);
 
 /// A ring to attach to: a named shared-memory segment or a segment file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +89,8 @@ pub struct ExportOptions {
     /// publish the end of stream and keep reading (a new producer may take the segment over
     /// and continue the stream), and move to a new segment created under the same name.
     /// Default `false`: a missing ring is an error and a closed one ends the export.
+    /// Either way, a ring file whose creator has not written its header yet is waited for,
+    /// up to 5 s, then reported (`OpenRing` with `Uninitialized` or `Truncated`).
     pub follow: bool,
     /// Read the ring only while some subscriber matches the key expression (zenoh drops
     /// what nobody subscribes to): a lossless export then keeps the ring's producer at the
@@ -356,6 +363,8 @@ impl Exporter {
     fn attach(&mut self) -> Result<Option<Attachment>, BridgeError> {
         let ring = &self.options.ring;
         let mut logged_missing = false;
+        // Since when the file has looked like one its creator is still writing.
+        let mut creating_since: Option<Instant> = None;
         loop {
             if self.stop.is_stopped() {
                 return Ok(None);
@@ -363,7 +372,21 @@ impl Exporter {
             // The identity is the segment file's before and after attaching: equal, it is
             // the one attached to (the name was not replaced meanwhile).
             let before = identity(ring);
-            let reader = match self.open_reader() {
+            let opened = self.open_reader();
+            if let Err(OpenError::Segment(
+                SegmentError::Uninitialized | SegmentError::Truncated { .. },
+            )) = &opened
+            {
+                // Created but not written yet: wait for its creator, for a while.
+                let since = *creating_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < CREATION_GRACE {
+                    std::thread::sleep(RETRY);
+                    continue;
+                }
+            } else {
+                creating_since = None;
+            }
+            let reader = match opened {
                 Ok(r) => r,
                 Err(OpenError::NotFound(_)) if self.options.follow => {
                     if !logged_missing {

@@ -8,10 +8,10 @@
 mod common;
 
 use common::{check, free_port, message, Bridge, RingName, HANG_GUARD};
-use shmcast::{Consumer, Producer, RecvTimeoutError};
+use shmcast::{Consumer, OpenError, Producer, RecvTimeoutError, SegmentError};
 use shmcast_bridge::zenoh::config::WhatAmI;
 use shmcast_bridge::{
-    ExportEnd, ExportOptions, Exporter, ImportOptions, Importer, RingRef, ZenohOptions,
+    BridgeError, ExportEnd, ExportOptions, Exporter, ImportOptions, Importer, RingRef, ZenohOptions,
 };
 use std::thread;
 use std::time::{Duration, Instant};
@@ -594,4 +594,75 @@ fn a_following_exporter_carries_a_takeover_and_a_recreated_ring() {
         "the takeover continued the same session"
     );
     assert_eq!(stats.get().attachments, 2);
+}
+
+/// A following exporter over `ring`, running on its own thread, with its stats and stop
+/// handles.
+fn following_exporter(
+    session: &shmcast_bridge::zenoh::Session,
+    ring: &RingName,
+    key: &str,
+) -> (
+    shmcast_bridge::ExportStatsHandle,
+    shmcast_bridge::StopHandle,
+    thread::JoinHandle<Result<ExportEnd, BridgeError>>,
+) {
+    let mut export = ExportOptions::new(RingRef::Name(ring.as_str().into()), key);
+    export.follow = true;
+    let mut exporter = Exporter::new(session, export).unwrap();
+    let (stats, stop) = (exporter.stats_handle(), exporter.stop_handle());
+    (stats, stop, thread::spawn(move || exporter.run()))
+}
+
+/// What a ring's file looks like between its creator sizing it and writing its header.
+fn half_created(ring: &RingName) {
+    std::fs::write(ring.dev_shm(), vec![0u8; 4096]).unwrap();
+}
+
+/// A following exporter that found the ring's file before its creator had written the
+/// header gave up with `OpenRing(Uninitialized)`: CI caught it once under load, in
+/// `a_following_exporter_carries_a_takeover_and_a_recreated_ring`. It now waits for the
+/// creator (a while: see the next test).
+#[test]
+fn a_following_exporter_waits_for_a_creator_still_writing_the_ring() {
+    let a = RingName::new("creating");
+    let session = ZenohOptions::loopback_listen(free_port()).open().unwrap();
+    half_created(&a);
+    let (stats, stop, run) = following_exporter(&session, &a, &key("creating"));
+    // Time for the exporter to find the half-made file (it retries every 20 ms): before
+    // the fix it returned at once. (On a machine too loaded to run it meanwhile, this test
+    // cannot fail, never the other way round.)
+    thread::sleep(Duration::from_millis(300));
+    assert!(!run.is_finished(), "{:?}", run.join());
+    std::fs::remove_file(a.dev_shm()).unwrap();
+    let _ring = producer(&a, CAPACITY);
+    let deadline = Instant::now() + HANG_GUARD;
+    while stats.get().attachments < 1 {
+        assert!(Instant::now() < deadline, "the exporter never attached");
+        thread::sleep(Duration::from_millis(5));
+    }
+    stop.stop();
+    assert_eq!(run.join().unwrap().unwrap(), ExportEnd::Stopped);
+}
+
+/// A ring file that never gets its header is reported as what it is, not waited on in
+/// silence for ever.
+#[test]
+fn a_following_exporter_reports_a_ring_file_that_never_gets_its_header() {
+    let a = RingName::new("never-created");
+    let session = ZenohOptions::loopback_listen(free_port()).open().unwrap();
+    half_created(&a);
+    let (_stats, _stop, run) = following_exporter(&session, &a, &key("never-created"));
+    let deadline = Instant::now() + HANG_GUARD;
+    while !run.is_finished() {
+        assert!(Instant::now() < deadline, "the exporter waits in silence");
+        thread::sleep(Duration::from_millis(20));
+    }
+    match run.join().unwrap() {
+        Err(BridgeError::OpenRing {
+            source: OpenError::Segment(SegmentError::Uninitialized),
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
 }
