@@ -553,13 +553,6 @@ fn a_following_exporter_carries_a_takeover_and_a_recreated_ring() {
     let mut exporter = Exporter::new(&session_a, export).unwrap();
     let (stats, stop) = (exporter.stats_handle(), exporter.stop_handle());
     let run = thread::spawn(move || exporter.run().unwrap());
-    let wait_until = |what: &str, done: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + HANG_GUARD;
-        while !done() {
-            assert!(Instant::now() < deadline, "{what}");
-            thread::sleep(Duration::from_millis(5));
-        }
-    };
     let mut first = Producer::builder()
         .capacity(CAPACITY)
         .max_message(MAX_MESSAGE)
@@ -594,6 +587,15 @@ fn a_following_exporter_carries_a_takeover_and_a_recreated_ring() {
         "the takeover continued the same session"
     );
     assert_eq!(stats.get().attachments, 2);
+}
+
+/// Poll `done` until it holds; fail with `what` if it does not within the hang guard.
+fn wait_until(what: &str, done: &dyn Fn() -> bool) {
+    let deadline = Instant::now() + HANG_GUARD;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// A following exporter over `ring`, running on its own thread, with its stats and stop
@@ -636,11 +638,7 @@ fn a_following_exporter_waits_for_a_creator_still_writing_the_ring() {
     assert!(!run.is_finished(), "{:?}", run.join());
     std::fs::remove_file(a.dev_shm()).unwrap();
     let _ring = producer(&a, CAPACITY);
-    let deadline = Instant::now() + HANG_GUARD;
-    while stats.get().attachments < 1 {
-        assert!(Instant::now() < deadline, "the exporter never attached");
-        thread::sleep(Duration::from_millis(5));
-    }
+    wait_until("attach", &|| stats.get().attachments >= 1);
     stop.stop();
     assert_eq!(run.join().unwrap().unwrap(), ExportEnd::Stopped);
 }
@@ -653,11 +651,7 @@ fn a_following_exporter_reports_a_ring_file_that_never_gets_its_header() {
     let session = ZenohOptions::loopback_listen(free_port()).open().unwrap();
     half_created(&a);
     let (_stats, _stop, run) = following_exporter(&session, &a, &key("never-created"));
-    let deadline = Instant::now() + HANG_GUARD;
-    while !run.is_finished() {
-        assert!(Instant::now() < deadline, "the exporter waits in silence");
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the exporter waits in silence", &|| run.is_finished());
     match run.join().unwrap() {
         Err(BridgeError::OpenRing {
             source: OpenError::Segment(SegmentError::Uninitialized),
