@@ -127,12 +127,14 @@ fn a_takeover_with_the_largest_sequence_number_can_send() {
 
 // ---- What the record header cannot detect ----------------------------------------------
 //
-// A record header carries no redundancy beyond its kind and the bounds of its length: a
-// peer that scribbles a sequence number, or a length that still fits, gets a plausible
-// forgery delivered (and a consumer after a forged length waits at a position where no
-// record starts). Only writers of the segment can do this, and they could as well forge
-// whole records; the consumer guarantees memory safety and bounds, not authenticity. See
-// fuzz/fuzz_targets/framing.rs, whose oracle encodes exactly these rules.
+// A record header carries no redundancy beyond its kind, the bounds of its length and its
+// sequence number (a lossless consumer takes only the number after the last one it took): a
+// peer that scribbles a length that still fits gets a plausible forgery delivered (and a
+// consumer after a forged length waits at a position where no record starts), and the first
+// message a consumer takes may carry any number. Only writers of the segment can do this,
+// and they could as well forge whole records; the consumer guarantees memory safety, bounds
+// and order, not authenticity. See fuzz/fuzz_targets/framing.rs, whose oracle encodes
+// exactly these rules.
 
 // ---- Behaviour the fuzz oracles rely on -------------------------------------------------
 
@@ -530,6 +532,64 @@ fn a_consumer_sent_past_the_tail_by_forged_padding_is_evicted_and_told() {
     assert_eq!(a.try_recv().map(|m| m.seq()), Err(TryRecvError::Evicted));
     for want in 0..4u64 {
         assert_eq!(b.try_recv().map(|m| m.seq()), Ok(want));
+    }
+}
+
+/// A peer turned a record that later ones follow into padding: the consumer skipped to the
+/// next lap and went on there, and the messages it jumped over (4 and 5) were lost without
+/// a word. Producers number messages without gaps (a takeover goes on from the last
+/// number), so the next message's number shows the jump: `Corrupt` at that record, the
+/// cursor left there, and nothing after it delivered. A forged sequence number is caught
+/// the same way. (`framing`'s oracle called these undetectable.)
+#[test]
+fn a_message_forged_into_padding_is_reported_not_skipped() {
+    let seg = HostileSegment::fresh(256, 40, 1).expect("valid config");
+    let mut a = seg.consumer(StartAt::Next).expect("slot 0");
+    let mut p = seg.producer().expect("fresh");
+    // Records at 0, 56, 112 (26 B) and 168 (8 B), all taken; then 200 and 224 (empty; a
+    // 24-byte record at 248 would not fit, so the next lap starts at 256) and 256 (26 B).
+    // The record at 200 has 56 bytes of room, less than the largest record (64), so
+    // padding there is well-formed.
+    for len in [26, 26, 26, 8] {
+        p.try_send(&vec![1; len]).expect("room");
+    }
+    for want in 0..4u64 {
+        assert_eq!(a.try_recv().map(|m| m.seq()), Ok(want));
+    }
+    p.try_send(&[]).expect("room");
+    p.try_send(&[]).expect("room");
+    p.try_send(&[6; 26])
+        .expect("room: the next lap, over released records");
+    assert_eq!(seg.load_u64(PRODUCER_TAIL), 312);
+    // SAFETY: no message of this ring is held in place while it is scribbled on.
+    unsafe {
+        seg.scribble_ring(
+            200 + RECORD_META,
+            &(u64::from(KIND_PADDING) << 32).to_ne_bytes(),
+        )
+    }
+    for _ in 0..2 {
+        match a.try_recv().map(|m| m.seq()) {
+            Err(TryRecvError::Corrupt(e)) => {
+                assert_eq!((e.position, e.value), (256, 6), "{e}");
+                assert!(e.reason.contains("skips messages"), "{e}");
+            }
+            other => panic!("messages 4 and 5 lost without a report: {other:?}"),
+        }
+    }
+
+    // A scribbled sequence number on the next record: reported the same way.
+    let seg = HostileSegment::fresh(256, 40, 1).expect("valid config");
+    let mut a = seg.consumer(StartAt::Next).expect("slot 0");
+    let mut p = seg.producer().expect("fresh");
+    p.try_send(b"a").expect("room");
+    p.try_send(b"b").expect("room");
+    assert_eq!(a.try_recv().map(|m| m.seq()), Ok(0));
+    // SAFETY: as above.
+    unsafe { seg.scribble_ring(record_size(1) + RECORD_SEQ, &7u64.to_ne_bytes()) }
+    match a.try_recv().map(|m| m.seq()) {
+        Err(TryRecvError::Corrupt(e)) => assert_eq!((e.position, e.value), (record_size(1), 7)),
+        other => panic!("{other:?}"),
     }
 }
 

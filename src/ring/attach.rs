@@ -11,7 +11,7 @@
 //! Every error after the slot was marked frees it again: a failed attach leaves no ghost
 //! for the producer to reclaim.
 
-use super::{position, Dims, Probe, ATTACH_ATTEMPTS, HDR};
+use super::{position, Dims, Probe, ATTACH_ATTEMPTS, HDR, SEQ_UNKNOWN};
 use crate::error::{OpenError, SegmentError};
 use crate::layout::{
     record_size, slot_generation, slot_state, unpublished_seq, KIND_MESSAGE, KIND_PADDING,
@@ -51,8 +51,10 @@ pub(crate) struct RingConsumer {
     /// Last cursor stored in the slot (lossless only).
     pub(super) published: u64,
     pub(super) publish_every: u64,
-    /// Lossy: the sequence number expected at `cursor`, and the position where that
+    /// The sequence number expected at `cursor`. Lossy: and the position where that
     /// expectation was last confirmed (a loss can be at most the records that fit between).
+    /// Lossless: one more than the last message taken ([`SEQ_UNKNOWN`] before the first); a
+    /// record with another number is corruption (`cursor.rs`).
     pub(super) expected_seq: u64,
     pub(super) expected_at: u64,
     /// The last message copied out (`Mode::Copy`).
@@ -130,7 +132,7 @@ impl RingConsumer {
             cursor: 0,
             published: 0,
             publish_every: (d.cap / 8).max(8),
-            expected_seq: 0,
+            expected_seq: SEQ_UNKNOWN,
             expected_at: 0,
             copy: Vec::new(),
             empty_polls: 0,

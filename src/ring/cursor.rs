@@ -18,7 +18,7 @@
 //! published tail has passed with no record at it is corruption, reported as such.
 
 use super::attach::{Mode, RingConsumer};
-use super::HDR;
+use super::{HDR, SEQ_UNKNOWN};
 use crate::error::{Corruption, RecvTimeoutError, TryRecvError};
 use crate::layout::{record_size, KIND_MESSAGE, KIND_PADDING, MAX_POSITION, PRODUCER_CLOSED};
 use crate::region::{LockId, Wake};
@@ -138,14 +138,21 @@ impl RingConsumer {
         }
         // Relaxed (meta, seq): ordered by the stamp load.
         let m = h.meta.load(Relaxed);
+        let seq = h.seq.load(Relaxed);
         let (len, kind) = (m & 0xffff_ffff, (m >> 32) as u32);
-        if kind != KIND_MESSAGE || len > self.d.max_message || record_size(len) > room {
+        // The sequence number must be the one after the last message we took (`poll`
+        // takes the first one, and reports a gap).
+        if kind != KIND_MESSAGE
+            || len > self.d.max_message
+            || record_size(len) > room
+            || seq != self.expected_seq
+        {
             return Err(n);
         }
         Ok(Record {
             pos: c,
             len: len as usize,
-            seq: h.seq.load(Relaxed),
+            seq,
         })
     }
 
@@ -204,6 +211,9 @@ impl RingConsumer {
                 Parsed::Message { len, .. } => {
                     // Relaxed: ordered by the stamp load.
                     let seq = self.data.word(idx + 8).load(Relaxed);
+                    if seq != self.expected_seq && self.expected_seq != SEQ_UNKNOWN {
+                        return Err(RecvTimeoutError::Corrupt(self.out_of_sequence(c, seq)));
+                    }
                     let rec = Record {
                         pos: c,
                         len: len as usize,
@@ -218,6 +228,24 @@ impl RingConsumer {
             }
         }
         Ok(None)
+    }
+
+    /// The message at `c` carries `seq`, not the number after the last one we took. A
+    /// producer numbers its messages without gaps, and a takeover goes on from the last
+    /// number committed (`takeover.rs`), so some other process wrote the ring: a message
+    /// turned into padding, a forged header or stamp. Reported rather than delivered: the
+    /// messages in between would be lost without a word.
+    #[cold]
+    fn out_of_sequence(&self, c: u64, seq: u64) -> Corruption {
+        Corruption {
+            position: c,
+            reason: if seq < self.expected_seq {
+                "sequence number went backwards: a record was forged"
+            } else {
+                "sequence number skips messages: a record was lost or forged"
+            },
+            value: seq,
+        }
     }
 
     /// Data-ring index of the payload of the record at the cursor.
@@ -322,6 +350,7 @@ impl RingConsumer {
         debug_assert_eq!(rec.pos, self.cursor);
         // `poll` validated that the record fits before the ring's end.
         self.cursor = self.d.skip_short(rec.pos + record_size(rec.len as u64));
+        self.expected_seq = rec.seq.wrapping_add(1);
         self.stats.messages += 1;
     }
 

@@ -66,6 +66,10 @@ const HDR: u64 = RECORD_HEADER as u64;
 /// Checkpoints kept by the producer: two laps' worth of claim chunks (eighths).
 const CHECKPOINTS: usize = 16;
 
+/// A lossless consumer's expected sequence number before its first message: any number is
+/// taken then (the next one is checked against it).
+const SEQ_UNKNOWN: u64 = u64::MAX;
+
 /// How many times an attaching consumer re-registers before giving up.
 const ATTACH_ATTEMPTS: u32 = 1000;
 
