@@ -13,21 +13,24 @@
 //!   `Corrupt { position: c }` (overrun); kind "message" with `len > max_message` or a record crossing the end of the
 //!   ring → `Corrupt { position: c }`; kind "padding" where the largest record would still
 //!   fit → `Corrupt`; any other kind → `Corrupt`; valid padding → skip to the next lap and
-//!   look again; otherwise a message of exactly `len` bytes read in place at `c + 24`, with
-//!   the `seq` word as its sequence number. Any other outcome, a panic or an out-of-bounds
+//!   look again; a message whose `seq` word is not the number after the last message this
+//!   consumer took (if it took one) → `Corrupt { position: c }` (producers number without
+//!   gaps); otherwise a message of exactly `len` bytes read in place at `c + 24`, with the
+//!   `seq` word as its sequence number. Any other outcome, a panic or an out-of-bounds
 //!   access fails.
 //! * When no scribble touched the words the consumer read (the header words on its way, and
 //!   the payload), the message is exactly the one the producer sent next (bytes, length and
 //!   sequence number), `Empty` happens only when the consumer has received everything sent,
 //!   and `Full` happens exactly when the model says so (see `shmcast_fuzz`).
 //! * A scribbled payload is delivered as scribbled (no checksum); the consumer stays in
-//!   step. A scribbled header that passes validation but differs from what the producer
-//!   wrote (a changed `seq`, a `len` that still fits, a message turned into padding or
-//!   padding into a message, or a forged stamp on the unpublished slot ahead) is
-//!   *undetectable by the format*: the consumer must still do what the header says, but its
-//!   position is no longer the model's, so from then on only safety is checked for it
-//!   (bounded calls, messages no longer than the maximum and inside the ring), and `Full`
-//!   is no longer predicted. See tests/fuzz_regressions.rs for these cases.
+//!   step. A scribbled header that passes validation, the sequence check included, but
+//!   differs from what the producer wrote (a `len` that still fits, a message turned into
+//!   padding or padding into a message, a forged stamp on the unpublished slot ahead, the
+//!   number of the first message a consumer takes) is *undetectable at that record*: the
+//!   consumer must still do what the header says (a gap it opens shows at the next message,
+//!   as `Corrupt`), but its position is no longer the model's, so from then on only safety
+//!   and order are checked for it (bounded calls, messages no longer than the maximum and
+//!   inside the ring, numbered without gaps), and `Full` is no longer predicted. See tests/fuzz_regressions.rs for these cases.
 
 #![no_main]
 
@@ -101,6 +104,9 @@ struct Harness {
     consumers: [(Consumer, Follow); 2],
     /// Ring words (positions rounded down to 8) scribbled since the producer last wrote them.
     scribbled: BTreeSet<u64>,
+    /// Per consumer: the number after the last message it took, the only one it may take
+    /// next (`None` before the first).
+    taken: [Option<u64>; 2],
     undetectable: u32,
 }
 
@@ -109,8 +115,9 @@ impl Harness {
         record_size(self.model.max_message)
     }
 
-    /// The validation rules applied to the ring as it is now, from cursor `c`.
-    fn expect_at(&self, mut c: u64) -> Expect {
+    /// The validation rules applied to the ring as it is now, from cursor `c`, for a
+    /// consumer that must take message `taken` next (any, if `None`).
+    fn expect_at(&self, mut c: u64, taken: Option<u64>) -> Expect {
         let m = &self.model;
         // A fragment skip or a padding record moves to the next lap, where neither repeats.
         for _ in 0..3 {
@@ -132,12 +139,16 @@ impl Harness {
             let (len, kind) = (meta & 0xffff_ffff, (meta >> 32) as u32);
             match kind {
                 KIND_MESSAGE if len <= m.max_message && record_size(len) <= room => {
+                    let seq = self.seg.ring_word(c + RECORD_SEQ);
+                    if taken.is_some_and(|n| n != seq) {
+                        return Expect::Corrupt { at: c };
+                    }
                     return Expect::Message {
                         at: c,
                         len,
-                        seq: self.seg.ring_word(c + RECORD_SEQ),
+                        seq,
                         end: m.skip_short(c + record_size(len)),
-                    }
+                    };
                 }
                 KIND_PADDING if room < self.max_record() => c += room,
                 _ => return Expect::Corrupt { at: c },
@@ -270,7 +281,7 @@ impl Harness {
             Follow::Exact(mc) => *mc,
             Follow::Safety => return self.recv_safely(k),
         };
-        let expect = self.expect_at(mc.cursor);
+        let expect = self.expect_at(mc.cursor, self.taken[k]);
         let got = {
             let seg = &self.seg;
             let (c, _) = &mut self.consumers[k];
@@ -283,6 +294,7 @@ impl Harness {
                 assert_eq!(got_seq, *seq, "consumer {k} at {at}");
                 assert!(in_ring, "consumer {k}: message outside the ring");
                 assert_eq!(bytes, self.seg.ring_bytes(at + HDR, *len as usize));
+                self.taken[k] = Some(got_seq.wrapping_add(1));
                 let sent = self.model.sent(mc.next_seq);
                 let in_step = *seq == mc.next_seq
                     && sent.is_some_and(|s| s.pos == *at && s.payload.len() as u64 == *len);
@@ -395,11 +407,19 @@ impl Harness {
     fn recv_safely(&mut self, k: usize) -> bool {
         let max = self.model.max_message as usize;
         let seg = &self.seg;
+        let taken = &mut self.taken[k];
         let (c, _) = &mut self.consumers[k];
         match c.try_recv() {
             Ok(m) => {
                 assert!(m.len() <= max);
                 assert!(seg.ring_contains(&m));
+                // Order holds whatever was scribbled: a gap is `Corrupt`.
+                assert!(
+                    taken.is_none_or(|n| n == m.seq()),
+                    "consumer {k}: message {} taken after {taken:?} was expected",
+                    m.seq()
+                );
+                *taken = Some(m.seq().wrapping_add(1));
                 std::hint::black_box(m.iter().fold(0u8, |a, b| a ^ b));
                 true
             }
@@ -428,6 +448,7 @@ fuzz_target!(|input: Input| {
             (b, Follow::Exact(ModelConsumer::new(0, 0))),
         ],
         scribbled: BTreeSet::new(),
+        taken: [None; 2],
         undetectable: 0,
     };
     for step in input.steps.iter().take(MAX_STEPS) {

@@ -10,7 +10,9 @@
 //! a scribble explains them; never
 //! * a message that was not sent (bytes, or an order the records do not have), unless the
 //!   record's own sequence-number word was scribbled (the format cannot tell: the bytes are
-//!   still exact, the number is what the header says);
+//!   still exact, the number is what the header says), and even then never a lossless
+//!   consumer taking a number other than the one after the last it took (producers number
+//!   without gaps: a gap is `Corrupt`, whatever the scribbles);
 //! * `Empty` from a lossless consumer whose next record is published and intact, or from a
 //!   lossy one while the claim is impossible (`> tail + capacity`) and a message is there;
 //! * a lossy reader whose `recv_timeout` runs out while it sits past the producer's claim
@@ -170,6 +172,9 @@ struct Reader {
     /// position can be anywhere up to the position ceiling, and a loss it reports is bounded
     /// only by how far it moved (which the library checks), not by what was sent.
     moved: bool,
+    /// Lossless: the number after the last message it took, the only one it may take next
+    /// (producers number messages without gaps); `None` before the first.
+    taken: Option<u64>,
 }
 
 /// One receive's result, without the borrow.
@@ -475,8 +480,19 @@ impl Harness {
             .expect("received")
             .follow;
         let came = matches!(got, Got::Msg(..));
+        let r = self.readers[who as usize].as_mut().expect("received");
+        let taken = r.taken;
+        if let (Handle::Lossless(_), Got::Msg(seq, _)) = (&r.handle, &got) {
+            // Order is checked, whatever else a scribble made unknowable: a lossless
+            // consumer reports a gap as `Corrupt` rather than deliver across it.
+            assert!(
+                taken.is_none_or(|n| n == *seq),
+                "{who:?}: message {seq} delivered after {taken:?} was expected"
+            );
+            r.taken = Some(seq.wrapping_add(1));
+        }
         let next = match follow {
-            Follow::Exact(mc) => self.check_lossless(who, mc, got, wait, closed),
+            Follow::Exact(mc) => self.check_lossless(who, mc, taken, got, wait, closed),
             // A lossy consumer that recovers from a lap trusts the claim and the tail for
             // where to restart: forged ones can move it anywhere (it is checked for safety
             // from then on).
@@ -524,6 +540,7 @@ impl Harness {
         &mut self,
         who: Who,
         mut mc: ModelConsumer,
+        taken: Option<u64>,
         got: Got,
         wait: bool,
         closed: bool,
@@ -573,8 +590,17 @@ impl Harness {
                 Follow::Exact(mc)
             }
             Got::Err(RecvTimeoutError::Corrupt(e)) => {
+                // A number out of order: the record's own number was scribbled, or the
+                // consumer took a scribbled number before (the first message it took can
+                // carry any).
+                let out_of_order = sent.is_some()
+                    && e.position == at
+                    && (self.dirty_seq.contains(&(at + RECORD_SEQ))
+                        || taken.is_some_and(|n| n != mc.next_seq));
                 assert!(
-                    (stamp_dirty && (mc.cursor..=at).contains(&e.position)) || tail_dirty,
+                    (stamp_dirty && (mc.cursor..=at).contains(&e.position))
+                        || tail_dirty
+                        || out_of_order,
                     "{who:?}: {e} at cursor {} (next record at {at}), and nothing there was \
                      scribbled",
                     mc.cursor
@@ -796,6 +822,7 @@ impl Harness {
             slot,
             follow,
             moved: lossy && !clean,
+            taken: None,
         });
     }
 
@@ -885,12 +912,14 @@ fuzz_target!(|input: Input| {
                 slot: 0,
                 follow: Follow::Exact(ModelConsumer::new(0, 0)),
                 moved: false,
+                taken: None,
             }),
             Some(Reader {
                 handle: Handle::Lossy(b),
                 slot: 1,
                 follow: Follow::Lossy(Some(0)),
                 moved: false,
+                taken: None,
             }),
             None,
         ],
