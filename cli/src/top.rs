@@ -10,7 +10,7 @@ use crate::out::{self, Align, Out, Table};
 use crate::signals;
 use crate::stat::{self, alive, gating, lag_messages, pid};
 use crate::target::Target;
-use shmcast::{OpenError, Snapshot};
+use shmcast::{OpenError, SegmentError, Snapshot};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -49,31 +49,37 @@ pub(crate) fn run(args: &TopArgs) -> Result<(), Failure> {
     signals::catch_stop().map_err(|e| Failure::new(format!("install the Ctrl-C handler: {e}")))?;
     let tty = std::io::stdout().is_terminal();
     let mut out = Out::new();
-    let mut snap = target.inspect()?;
+    // An error while the segment is being re-created (see below).
+    let mut snap: Result<Snapshot, SegmentError> = Ok(target.inspect()?);
     let mut at = Instant::now();
     let mut previous: Option<(Snapshot, Instant)> = None;
     let mut frames = 0u64;
     loop {
-        let rates = previous.as_ref().map(|(p, t)| {
-            rates(
-                (p.producer.next_seq, p.producer.tail),
-                (snap.producer.next_seq, snap.producer.tail),
-                at.duration_since(*t),
-            )
-        });
         if tty {
             out.put(CLEAR)?;
         } else if frames > 0 {
             out.put("\n")?;
         }
-        out.put(&frame(&target, &snap, rates, args.interval))?;
+        match &snap {
+            Ok(snap) => {
+                let rates = previous.as_ref().map(|(p, t)| {
+                    rates(
+                        (p.producer.next_seq, p.producer.tail),
+                        (snap.producer.next_seq, snap.producer.tail),
+                        at.duration_since(*t),
+                    )
+                });
+                out.put(&frame(&target, snap, rates, args.interval))?;
+            }
+            Err(e) => out.put(&creating(&target, e, args.interval))?,
+        }
         out.flush()?;
         frames += 1;
         if Some(frames) == args.iterations || !sleep(args.interval) {
             return Ok(());
         }
         let next = match target.inspect_unchecked() {
-            Ok(s) => s,
+            Ok(s) => Ok(s),
             Err(OpenError::NotFound(_)) => {
                 eprintln!(
                     "shmcast: segment {} was removed (its producer exited)",
@@ -81,9 +87,18 @@ pub(crate) fn run(args: &TopArgs) -> Result<(), Failure> {
                 );
                 return Ok(());
             }
+            // A producer re-creating the segment between two frames: the new file exists
+            // but its header is not written yet. Show what was found and look again at the
+            // next frame (rates start over: the stream is a new one).
+            Err(OpenError::Segment(
+                e @ (SegmentError::Uninitialized | SegmentError::Truncated { .. }),
+            )) => Err(e),
             Err(e) => return Err(error::open(&target, &e, Access::Inspect)),
         };
-        previous = Some((std::mem::replace(&mut snap, next), at));
+        previous = match std::mem::replace(&mut snap, next) {
+            Ok(before) if snap.is_ok() => Some((before, at)),
+            _ => None,
+        };
         at = Instant::now();
     }
 }
@@ -151,6 +166,16 @@ fn frame(
         s.push_str(&t.render());
     }
     s
+}
+
+/// The frame for a segment found without a valid header between two frames.
+fn creating(target: &Target, e: &SegmentError, interval: Duration) -> String {
+    format!(
+        "shmcast top {}: every {interval:?} (Ctrl-C quits)\n\n\
+         no valid header: {e}\n\
+         (a producer may be re-creating the segment; looking again at the next frame)\n",
+        target.describe()
+    )
 }
 
 /// How much of the ring a lag fills, in percent (above 100 for a lapped lossy consumer).

@@ -865,6 +865,43 @@ fn top_shows_rates_and_lag_each_refresh() {
     assert!(top.stderr().contains("was removed"));
 }
 
+/// A producer re-creating the segment while `top` watches: a frame that meets the new file
+/// before its header is written says so, and `top` goes on with the new ring (it used to
+/// end with an error).
+fn top_goes_on_across_a_segment_being_re_created() {
+    let name = ShmName::new("top-recreate");
+    let old = Producer::builder().capacity(4096).create(&name.0).unwrap();
+    let size = std::fs::metadata(name.path()).unwrap().len();
+    let mut top = Proc::shmcast(&["top", &name.0, "--interval", "0.05"]);
+    assert!(top.line().starts_with("shmcast top "));
+    // What a creator leaves between sizing the file and writing its header: zeros. Renamed
+    // over the name, so `top` never finds it missing.
+    let half = ShmName::new("top-recreate-half");
+    std::fs::write(half.path(), vec![0u8; size as usize]).unwrap();
+    std::fs::rename(half.path(), name.path()).unwrap();
+    drop(old); // its name now belongs to the new file: leave it
+    let mut seen = Vec::new();
+    let mut wait_for = |top: &mut Proc, what: &str| loop {
+        let line = top.line();
+        seen.push(line.clone());
+        if line.contains(what) {
+            break;
+        }
+    };
+    wait_for(&mut top, "no valid header");
+    // The new ring, made under another name and renamed over the half-made one.
+    let next = ShmName::new("top-recreate-next");
+    let mut producer = Producer::builder().capacity(8192).create(&next.0).unwrap();
+    producer.send(b"after").unwrap();
+    std::fs::rename(next.path(), name.path()).unwrap();
+    wait_for(&mut top, "stream     next seq 1,");
+    wait_for(&mut top, "rate       measuring...");
+    top.signal(libc::SIGINT);
+    let status = top.wait();
+    assert_eq!(status.code(), Some(0), "{status:?}: {}", top.stderr());
+    drop(producer);
+}
+
 /// `rm` refuses a segment whose producer lives and removes one whose producer is gone;
 /// `rm --force` removes it anyway, warning that the producer lives.
 fn rm_refuses_a_live_producer_and_force_removes() {
@@ -969,7 +1006,7 @@ fn main() {
         }
         return;
     }
-    let tests: [(&str, fn()); 10] = [
+    let tests: [(&str, fn()); 11] = [
         (
             "stat_shows_a_stopped_consumer_gating_and_a_killed_one_dead",
             stat_shows_a_stopped_consumer_gating_and_a_killed_one_dead,
@@ -1001,6 +1038,10 @@ fn main() {
         (
             "top_shows_rates_and_lag_each_refresh",
             top_shows_rates_and_lag_each_refresh,
+        ),
+        (
+            "top_goes_on_across_a_segment_being_re_created",
+            top_goes_on_across_a_segment_being_re_created,
         ),
         (
             "rm_refuses_a_live_producer_and_force_removes",
