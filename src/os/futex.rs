@@ -59,7 +59,8 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Duration) -> Wake {
                 expected,
                 &deadline as *const libc::timespec,
                 core::ptr::null::<u32>(),
-                libc::FUTEX_BITSET_MATCH_ANY,
+                // The kernel reads `val3` as a u32; libc spells the mask as the c_int -1.
+                libc::FUTEX_BITSET_MATCH_ANY as u32,
             )
         };
         if r == 0 {
@@ -263,7 +264,8 @@ pub(crate) fn futex_wait_private(word: &AtomicU32, val: u32, deadline: Option<In
             val,
             ts_ptr,
             core::ptr::null::<u32>(),
-            libc::FUTEX_BITSET_MATCH_ANY,
+            // As in `wait`: `val3` is a u32 to the kernel.
+            libc::FUTEX_BITSET_MATCH_ANY as u32,
         )
     };
     if r == 0 {
