@@ -663,6 +663,11 @@ impl RingConsumer {
     /// Hand every record available now, from `first` on and up to `max` in all, to
     /// `f(seq, bytes)`, then release them with one cursor store. Returns how many. An error
     /// met after the first record ends the batch; the next call reports it.
+    ///
+    /// Always inlined: out of line (as the compiler chose once the sequence check grew
+    /// `release_quiet`) a consumer receiving one message per call streamed half as fast
+    /// (pingpong, 8 B: 9.8 M msgs/s against 20.3 M inlined, alternated runs).
+    #[inline(always)]
     pub(crate) fn drain(
         &mut self,
         first: Record,
