@@ -137,11 +137,9 @@ fn peer_mode_carries_100k_checksummed_messages_with_their_sequence_numbers() {
     let attached = exporter.stats_handle();
     let export = thread::spawn(move || (exporter.run(), exporter.stats()));
     // Produce only once the exporter gates the ring, so it sees message 0.
-    let deadline = Instant::now() + HANG_GUARD;
-    while attached.get().attachments == 0 {
-        assert!(Instant::now() < deadline, "the exporter never attached");
-        thread::sleep(Duration::from_millis(5));
-    }
+    wait_until("the exporter never attached", &|| {
+        attached.get().attachments > 0
+    });
     send_range(&mut ring_a, 0..N);
     drop(ring_a); // closes the stream: the exporter publishes the end and returns
 
@@ -375,11 +373,9 @@ fn a_lossy_export_counts_exactly_what_it_lost_and_the_importer_agrees() {
     exporter.wait_line("exporting ring");
     // Message 0 arrives before anything can be lost, so the importer knows where it starts.
     ring_a.send(&message(0)).unwrap();
-    let deadline = Instant::now() + HANG_GUARD;
-    while !b.dev_shm().exists() || importer_count(&b) == 0 {
-        assert!(Instant::now() < deadline, "message 0 never arrived");
-        thread::sleep(Duration::from_millis(5));
-    }
+    wait_until("message 0 never arrived", &|| {
+        b.dev_shm().exists() && importer_count(&b) > 0
+    });
     send_range(&mut ring_a, 1..20_000);
     // Freeze the exporter while the producer laps it several times.
     let pid = exporter.child.id() as libc::pid_t;
@@ -439,16 +435,10 @@ fn importer_count(b: &RingName) -> u64 {
 
 /// Wait until `pid` is stopped (state `T` in /proc).
 fn wait_stopped(pid: libc::pid_t) {
-    let deadline = Instant::now() + HANG_GUARD;
-    loop {
+    wait_until("the exporter never stopped", &|| {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let state = stat.rsplit(") ").next().unwrap().chars().next().unwrap();
-        if state == 'T' {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the exporter never stopped");
-        thread::sleep(Duration::from_millis(2));
-    }
+        stat.rsplit(") ").next().unwrap().starts_with('T')
+    });
 }
 
 #[test]
@@ -495,20 +485,14 @@ fn a_restarted_exporter_resends_what_the_ring_still_holds_and_nothing_is_lost_or
         .unwrap();
         let (stats, stop) = (exporter.stats_handle(), exporter.stop_handle());
         let run = thread::spawn(move || exporter.run().unwrap());
-        let deadline = Instant::now() + HANG_GUARD;
-        while stats.get().attachments == 0 {
-            assert!(Instant::now() < deadline, "the exporter never attached");
-            thread::sleep(Duration::from_millis(5));
-        }
+        wait_until("the exporter never attached", &|| {
+            stats.get().attachments > 0
+        });
         (stats, stop, run)
     };
     let (stats, stop, run) = start_exporter();
     send_range(&mut ring_a, 0..20_000);
-    let deadline = Instant::now() + HANG_GUARD;
-    while importer.stats().imported < 20_000 {
-        assert!(Instant::now() < deadline, "ring B stalled");
-        thread::sleep(Duration::from_millis(5));
-    }
+    wait_until("ring B stalled", &|| importer.stats().imported >= 20_000);
     stop.stop();
     assert_eq!(run.join().unwrap(), ExportEnd::Stopped);
     assert_eq!(stats.get().messages, 20_000);
