@@ -41,7 +41,9 @@ use shmcast::fuzzing::layout::{
 };
 use shmcast::fuzzing::HostileSegment;
 use shmcast::{Consumer, Producer, StartAt, TryRecvError, TrySendError};
-use shmcast_fuzz::{gate, max_message_for, payload, record_size, ModelConsumer, RingModel, HDR};
+use shmcast_fuzz::{
+    gate, max_message_for, payload, record_size, taken_after, ModelConsumer, RingModel, HDR,
+};
 use std::collections::BTreeSet;
 
 const MAX_STEPS: usize = 300;
@@ -294,7 +296,7 @@ impl Harness {
                 assert_eq!(got_seq, *seq, "consumer {k} at {at}");
                 assert!(in_ring, "consumer {k}: message outside the ring");
                 assert_eq!(bytes, self.seg.ring_bytes(at + HDR, *len as usize));
-                self.taken[k] = Some(got_seq.wrapping_add(1));
+                self.taken[k] = taken_after(got_seq);
                 let sent = self.model.sent(mc.next_seq);
                 let in_step = *seq == mc.next_seq
                     && sent.is_some_and(|s| s.pos == *at && s.payload.len() as u64 == *len);
@@ -419,7 +421,7 @@ impl Harness {
                     "consumer {k}: message {} taken after {taken:?} was expected",
                     m.seq()
                 );
-                *taken = Some(m.seq().wrapping_add(1));
+                *taken = taken_after(m.seq());
                 std::hint::black_box(m.iter().fold(0u8, |a, b| a ^ b));
                 true
             }

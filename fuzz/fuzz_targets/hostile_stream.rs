@@ -22,7 +22,8 @@
 //!   then the consumer must report `Corrupt` (a closed stream's tail is final, so one more
 //!   than a ring past a lossless consumer's cursor is corruption too; only a stamp and a
 //!   tail forged together to look like an empty end pass unnoticed);
-//! * a `Lagged(n)` larger than what was ever sent;
+//! * a `Lagged(n)` larger than what was ever sent, unless a sequence number was scribbled
+//!   (a record's, or the one an unpublished stamp carries);
 //! * a takeover whose `next_seq` is not the stream's (unless `next_seq` *and* another witness
 //!   the takeover cross-checks were forged together), or that fails without a scribble to
 //!   explain it; a lossless attach that fails with `AttachRace` (nothing races it here).
@@ -47,7 +48,7 @@ use shmcast::{
     Consumer, LossyConsumer, OpenError, Producer, RecvTimeoutError, SegmentError, StartAt,
     TryRecvError, TrySendError,
 };
-use shmcast_fuzz::{max_message_for, payload, ModelConsumer, Rec, RingModel, HDR};
+use shmcast_fuzz::{max_message_for, payload, taken_after, ModelConsumer, Rec, RingModel, HDR};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -338,7 +339,9 @@ impl Harness {
         if v == pos {
             v ^= 8; // never forge the publication itself
         }
-        self.scribble(pos, v, false);
+        // An unpublished-looking stamp carries the number of the next message (lossy
+        // readers trust it for their loss count): forging one forges a sequence number.
+        self.scribble(pos, v, v >> 63 == 1);
     }
 
     fn seq(&mut self, back: u8, delta: i16) {
@@ -489,7 +492,7 @@ impl Harness {
                 taken.is_none_or(|n| n == *seq),
                 "{who:?}: message {seq} delivered after {taken:?} was expected"
             );
-            r.taken = Some(seq.wrapping_add(1));
+            r.taken = taken_after(*seq);
         }
         let next = match follow {
             Follow::Exact(mc) => self.check_lossless(who, mc, taken, got, wait, closed),

@@ -31,6 +31,14 @@ use std::collections::BTreeMap;
 
 pub use shmcast::fuzzing::layout::{max_message_for, record_size, RECORD_HEADER as HDR};
 
+/// The number a lossless consumer must take after taking `seq`: the next one, except after
+/// 2^64 - 2, a number no producer reaches (positions stop at 2^62, a record takes 24 bytes):
+/// the library keeps 2^64 - 1 for "no message taken yet", so after a forged 2^64 - 2 it
+/// takes any number, as it does for its first message.
+pub fn taken_after(seq: u64) -> Option<u64> {
+    Some(seq.wrapping_add(1)).filter(|&n| n != u64::MAX)
+}
+
 /// The payload of message `seq` with length `len`: every byte depends on the sequence
 /// number, the position in the message and `fill`, so a message read from the wrong place
 /// or a stale lap does not compare equal.

@@ -67,7 +67,9 @@ const HDR: u64 = RECORD_HEADER as u64;
 const CHECKPOINTS: usize = 16;
 
 /// A lossless consumer's expected sequence number before its first message: any number is
-/// taken then (the next one is checked against it).
+/// taken then (the next one is checked against it). No producer numbers a message this high
+/// (positions stop at 2^62, a record takes 24 bytes), so only a forged 2^64 - 2 on the first
+/// message taken leads here later, and leaves one more number unchecked.
 const SEQ_UNKNOWN: u64 = u64::MAX;
 
 /// How many times an attaching consumer re-registers before giving up.
