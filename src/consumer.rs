@@ -1,9 +1,7 @@
 //! The consumer handles (lossless and lossy), their builders, and the message guard: thin
 //! calls of one ring operation each (`ring/cursor.rs`, `ring/lossy.rs`).
 
-use crate::error::{
-    OpenError, RecvError, RecvTimeoutError, RecvValueError, SegmentError, TryRecvError,
-};
+use crate::error::{OpenError, RecvError, RecvTimeoutError, RecvValueError, TryRecvError};
 use crate::os::fork;
 use crate::os::segment::{MapOptions, Source};
 use crate::region::Region;
@@ -217,10 +215,7 @@ impl ConsumerBuilder {
         loop {
             match self.region_once(&target) {
                 // Not created yet, or its creator has not finished writing the header.
-                Err(OpenError::NotFound(_))
-                | Err(OpenError::Segment(
-                    SegmentError::Uninitialized | SegmentError::Truncated { .. },
-                )) if deadline.is_none_or(|d| Instant::now() < d) => {
+                Err(e) if e.not_there_yet() && deadline.is_none_or(|d| Instant::now() < d) => {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(50));
                 }

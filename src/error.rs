@@ -154,6 +154,25 @@ impl SegmentError {
             SegmentError::Uninitialized | SegmentError::BadMagic { .. } | SegmentError::NotAFile
         ) && !matches!(self, SegmentError::Truncated { needed, .. } if *needed == crate::layout::HEADER_SIZE as u64)
     }
+
+    /// Could a creator still be writing this segment? True when the file exists but its
+    /// size (`Truncated`) or its header (`Uninitialized`) is not written yet: opening it
+    /// again a little later may succeed, as `wait_for_segment` does. A segment that stays
+    /// this way was never finished (its creator died), which only the caller's patience
+    /// can tell.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmcast::SegmentError;
+    /// assert!(SegmentError::Uninitialized.may_be_in_creation());
+    /// assert!(!SegmentError::BadMagic { found: 0x1234 }.may_be_in_creation());
+    /// ```
+    pub fn may_be_in_creation(&self) -> bool {
+        matches!(
+            self,
+            SegmentError::Uninitialized | SegmentError::Truncated { .. }
+        )
+    }
 }
 
 /// Creating a segment failed.
@@ -428,6 +447,25 @@ impl fmt::Display for WaitTimeout {
 }
 
 impl std::error::Error for WaitTimeout {}
+
+impl OpenError {
+    /// Is the segment not created yet, or may its creator still be writing it (`NotFound`,
+    /// or a [`SegmentError::may_be_in_creation`])? What `wait_for_segment` waits out.
+    ///
+    /// # Examples
+    /// ```
+    /// use shmcast::{OpenError, SegmentError};
+    /// assert!(OpenError::Segment(SegmentError::Uninitialized).not_there_yet());
+    /// assert!(!OpenError::AttachRace.not_there_yet());
+    /// ```
+    pub fn not_there_yet(&self) -> bool {
+        match self {
+            OpenError::NotFound(_) => true,
+            OpenError::Segment(e) => e.may_be_in_creation(),
+            _ => false,
+        }
+    }
+}
 
 impl From<SegmentError> for OpenError {
     fn from(e: SegmentError) -> Self {

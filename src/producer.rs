@@ -2,7 +2,7 @@
 //! public send operations, each a thin call of one ring operation (`ring/writer.rs`).
 
 use crate::error::{
-    CreateError, OpenError, SegmentError, SendError, SendTimeoutError, TrySendError, WaitTimeout,
+    CreateError, OpenError, SendError, SendTimeoutError, TrySendError, WaitTimeout,
 };
 use crate::layout::{check_config, max_message_for, Geometry};
 use crate::os::fork;
@@ -381,10 +381,7 @@ impl ProducerBuilder {
                 Ok(p) => return Ok(p),
                 // Removed since our create failed, or still being created by another
                 // process (its header or size not written yet): try again.
-                Err(OpenError::NotFound(_))
-                | Err(OpenError::Segment(
-                    SegmentError::Uninitialized | SegmentError::Truncated { .. },
-                )) if Instant::now() < deadline => {
+                Err(e) if e.not_there_yet() && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(2));
                 }
                 Err(e) => return Err(e),

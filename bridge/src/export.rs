@@ -5,8 +5,7 @@ use crate::error::{zenoh_err, BridgeError};
 use crate::throttle::{folded, Throttle};
 use crate::wire::{Header, Kind, HEADER_LEN};
 use shmcast::{
-    Consumer, LossyConsumer, OpenError, RecvError, RecvTimeoutError, SegmentError, StartAt,
-    WaitPolicy,
+    Consumer, LossyConsumer, OpenError, RecvError, RecvTimeoutError, StartAt, WaitPolicy,
 };
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -373,10 +372,7 @@ impl Exporter {
             // the one attached to (the name was not replaced meanwhile).
             let before = identity(ring);
             let opened = self.open_reader();
-            if let Err(OpenError::Segment(
-                SegmentError::Uninitialized | SegmentError::Truncated { .. },
-            )) = &opened
-            {
+            if matches!(&opened, Err(OpenError::Segment(e)) if e.may_be_in_creation()) {
                 // Created but not written yet: wait for its creator, for a while.
                 let since = *creating_since.get_or_insert_with(Instant::now);
                 if since.elapsed() < CREATION_GRACE {

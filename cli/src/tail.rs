@@ -8,9 +8,7 @@ use crate::error::{self, Access, Failure};
 use crate::out::Out;
 use crate::signals;
 use crate::target::Target;
-use shmcast::{
-    Consumer, LossyConsumer, OpenError, RecvTimeoutError, SegmentError, StartAt, TryRecvError,
-};
+use shmcast::{Consumer, LossyConsumer, OpenError, RecvTimeoutError, StartAt, TryRecvError};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -91,10 +89,7 @@ fn attach(target: &Target, args: &TailArgs) -> Result<Option<LossyConsumer>, Fai
         match attached {
             Ok(c) => return Ok(Some(c)),
             // Not there yet, or still being initialized: the core waited one step.
-            Err(
-                OpenError::NotFound(_)
-                | OpenError::Segment(SegmentError::Uninitialized | SegmentError::Truncated { .. }),
-            ) if deadline.is_some_and(|d| Instant::now() < d) => {
+            Err(e) if e.not_there_yet() && deadline.is_some_and(|d| Instant::now() < d) => {
                 if signals::stop_requested() {
                     return Ok(None);
                 }

@@ -90,9 +90,7 @@ pub(crate) fn run(args: &TopArgs) -> Result<(), Failure> {
             // A producer re-creating the segment between two frames: the new file exists
             // but its header is not written yet. Show what was found and look again at the
             // next frame (rates start over: the stream is a new one).
-            Err(OpenError::Segment(
-                e @ (SegmentError::Uninitialized | SegmentError::Truncated { .. }),
-            )) => Err(e),
+            Err(OpenError::Segment(e)) if e.may_be_in_creation() => Err(e),
             Err(e) => return Err(error::open(&target, &e, Access::Inspect)),
         };
         previous = match std::mem::replace(&mut snap, next) {

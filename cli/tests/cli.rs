@@ -880,14 +880,7 @@ fn top_goes_on_across_a_segment_being_re_created() {
     std::fs::write(half.path(), vec![0u8; size as usize]).unwrap();
     std::fs::rename(half.path(), name.path()).unwrap();
     drop(old); // its name now belongs to the new file: leave it
-    let mut seen = Vec::new();
-    let mut wait_for = |top: &mut Proc, what: &str| loop {
-        let line = top.line();
-        seen.push(line.clone());
-        if line.contains(what) {
-            break;
-        }
-    };
+    let wait_for = |top: &mut Proc, what: &str| while !top.line().contains(what) {};
     wait_for(&mut top, "no valid header");
     // The new ring, made under another name and renamed over the half-made one.
     let next = ShmName::new("top-recreate-next");

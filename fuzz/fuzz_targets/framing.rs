@@ -30,7 +30,8 @@
 //!   consumer must still do what the header says (a gap it opens shows at the next message,
 //!   as `Corrupt`), but its position is no longer the model's, so from then on only safety
 //!   and order are checked for it (bounded calls, messages no longer than the maximum and
-//!   inside the ring, numbered without gaps), and `Full` is no longer predicted. See tests/fuzz_regressions.rs for these cases.
+//!   inside the ring, numbered without gaps), and `Full` is no longer predicted. See
+//!   tests/fuzz_regressions.rs for these cases.
 
 #![no_main]
 
